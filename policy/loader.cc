@@ -1,0 +1,939 @@
+#include "policy/loader.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <charconv>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <sstream>
+
+#include "policy/ip_address.h"
+#include "policy/path_template.h"
+
+namespace palisade::policy {
+
+std::string formatMark(const Mark& mark) {
+  if (mark.line <= 0) {
+    return mark.file;
+  }
+  return mark.file + ":" + std::to_string(mark.line) + ":" + std::to_string(mark.column);
+}
+
+std::string formatDiagnostic(const Diagnostic& d) {
+  std::string prefix = formatMark(d.mark);
+  std::string out = prefix.empty() ? std::string() : prefix + ": ";
+  if (d.severity == Diagnostic::Severity::kWarning) {
+    out += "warning: ";
+  }
+  return out + d.message;
+}
+
+const char* actionName(Action action) {
+  switch (action) {
+    case Action::kAllow:
+      return "ALLOW";
+    case Action::kDeny:
+      return "DENY";
+    case Action::kAudit:
+      return "AUDIT";
+  }
+  return "?";
+}
+
+const char* mtlsModeName(MtlsMode mode) {
+  switch (mode) {
+    case MtlsMode::kUnset:
+      return "UNSET";
+    case MtlsMode::kDisable:
+      return "DISABLE";
+    case MtlsMode::kPermissive:
+      return "PERMISSIVE";
+    case MtlsMode::kStrict:
+      return "STRICT";
+  }
+  return "?";
+}
+
+bool LoadResult::ok() const {
+  return std::none_of(diagnostics.begin(), diagnostics.end(), [](const Diagnostic& d) {
+    return d.severity == Diagnostic::Severity::kError;
+  });
+}
+
+std::string LoadResult::errorText() const {
+  std::string out;
+  for (const Diagnostic& d : diagnostics) {
+    if (d.severity == Diagnostic::Severity::kError) {
+      out += formatDiagnostic(d);
+      out += '\n';
+    }
+  }
+  return out;
+}
+
+namespace {
+
+constexpr std::string_view kDryRunAnnotation = "istio.io/dry-run";
+
+// One file's walk over the YAML tree. Methods append diagnostics and keep going where they
+// can, so `palisadectl authz validate` reports every error at once.
+class FileLoader {
+ public:
+  FileLoader(const std::string& file, LoadResult& out) : file_(file), out_(out) {}
+
+  void load(std::string_view text) {
+    std::vector<YAML::Node> docs;
+    try {
+      docs = YAML::LoadAll(std::string(text));
+    } catch (const YAML::Exception& e) {
+      Mark m{file_, e.mark.line >= 0 ? e.mark.line + 1 : 0,
+             e.mark.column >= 0 ? e.mark.column + 1 : 0};
+      error(m, "yaml: " + e.msg);
+      return;
+    }
+    for (const YAML::Node& doc : docs) {
+      if (budget_exceeded_) {
+        return;
+      }
+      document(doc, /*in_list=*/false);
+    }
+  }
+
+ private:
+  Mark mark(const YAML::Node& node) const {
+    YAML::Mark m = node.Mark();
+    return Mark{file_, m.line >= 0 ? m.line + 1 : 0, m.column >= 0 ? m.column + 1 : 0};
+  }
+
+  void error(const Mark& m, std::string message) {
+    out_.diagnostics.push_back(Diagnostic{Diagnostic::Severity::kError, m, std::move(message)});
+  }
+  void warning(const Mark& m, std::string message) {
+    out_.diagnostics.push_back(
+        Diagnostic{Diagnostic::Severity::kWarning, m, std::move(message)});
+  }
+
+  bool spend() {
+    if (++values_ > kMaxValuesPerFile) {
+      if (!budget_exceeded_) {
+        error(Mark{file_, 0, 0}, "more than " + std::to_string(kMaxValuesPerFile) +
+                                     " values in one file (aliases included); refusing it");
+      }
+      budget_exceeded_ = true;
+      return false;
+    }
+    return true;
+  }
+
+  // Iterates a mapping, checking each key against `allowed` and refusing duplicates.
+  // `fn(key, value)` is called for known keys.
+  template <typename Fn>
+  void forEachField(const YAML::Node& map, const std::string& where,
+                    std::initializer_list<std::string_view> allowed, Fn fn) {
+    std::set<std::string> seen;
+    for (auto it = map.begin(); it != map.end(); ++it) {
+      if (!spend()) {
+        return;
+      }
+      const YAML::Node& k = it->first;
+      if (!k.IsScalar()) {
+        error(mark(k), "expected a field name in " + where);
+        continue;
+      }
+      const std::string key = k.Scalar();
+      if (!seen.insert(key).second) {
+        error(mark(k), "duplicate field \"" + key + "\" in " + where);
+        continue;
+      }
+      if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+        error(mark(k), "unknown field \"" + key + "\" in " + where);
+        continue;
+      }
+      fn(key, it->second, mark(k));
+    }
+  }
+
+  bool expectMap(const YAML::Node& node, const Mark& at, const std::string& where) {
+    if (node.IsMap()) {
+      return true;
+    }
+    error(node.IsNull() ? at : mark(node), where + " must be a mapping");
+    return false;
+  }
+
+  std::optional<std::string> scalar(const YAML::Node& node, const Mark& at,
+                                    const std::string& where) {
+    if (!node.IsScalar()) {
+      error(node.IsNull() ? at : mark(node), where + " must be a string");
+      return std::nullopt;
+    }
+    return node.Scalar();
+  }
+
+  // A list of non-empty strings ("empty value not allowed", as Istio's CheckEmptyValues).
+  Values stringList(const YAML::Node& node, const Mark& at, const std::string& where) {
+    Values out;
+    if (node.IsNull()) {
+      return out;
+    }
+    if (!node.IsSequence()) {
+      error(mark(node), where + " must be a list of strings");
+      return out;
+    }
+    for (const YAML::Node& item : node) {
+      if (!spend()) {
+        return out;
+      }
+      if (!item.IsScalar()) {
+        error(item.IsNull() ? at : mark(item), where + " must be a list of strings");
+        continue;
+      }
+      if (item.Scalar().empty()) {
+        error(mark(item), "empty value not allowed in " + where);
+        continue;
+      }
+      out.push_back(Value{item.Scalar(), mark(item)});
+    }
+    return out;
+  }
+
+  std::map<std::string, std::string> stringMap(const YAML::Node& node, const Mark& at,
+                                               const std::string& where) {
+    std::map<std::string, std::string> out;
+    if (node.IsNull()) {
+      return out;
+    }
+    if (!expectMap(node, at, where)) {
+      return out;
+    }
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      if (!spend()) {
+        return out;
+      }
+      if (!it->first.IsScalar() || !it->second.IsScalar()) {
+        error(mark(it->first), where + " must map strings to strings");
+        continue;
+      }
+      if (!out.emplace(it->first.Scalar(), it->second.Scalar()).second) {
+        error(mark(it->first), "duplicate key \"" + it->first.Scalar() + "\" in " + where);
+      }
+    }
+    return out;
+  }
+
+  void document(const YAML::Node& doc, bool in_list) {
+    if (doc.IsNull()) {
+      return;  // an empty document, e.g. after a trailing "---"
+    }
+    Mark doc_mark = mark(doc);
+    if (!doc.IsMap()) {
+      error(doc_mark, "a manifest must be a mapping with apiVersion, kind, metadata and spec");
+      return;
+    }
+    const YAML::Node kind_node = doc["kind"];
+    const YAML::Node api_node = doc["apiVersion"];
+    if (!kind_node || !kind_node.IsScalar()) {
+      error(doc_mark, "manifest has no kind");
+      return;
+    }
+    if (!api_node || !api_node.IsScalar()) {
+      error(doc_mark, "manifest has no apiVersion");
+      return;
+    }
+    const std::string kind = kind_node.Scalar();
+    const std::string api = api_node.Scalar();
+    if (kind == "List" && api == "v1" && !in_list) {
+      forEachField(doc, "List", {"apiVersion", "kind", "metadata", "items"},
+                   [&](const std::string& key, const YAML::Node& v, const Mark& at) {
+                     if (key != "items") {
+                       return;
+                     }
+                     if (!v.IsSequence()) {
+                       error(v.IsNull() ? at : mark(v), "List.items must be a list");
+                       return;
+                     }
+                     for (const YAML::Node& item : v) {
+                       document(item, /*in_list=*/true);
+                     }
+                   });
+      return;
+    }
+    const bool security_api =
+        api == "security.istio.io/v1" || api == "security.istio.io/v1beta1";
+    if (kind == "AuthorizationPolicy" && security_api) {
+      authorizationPolicy(doc, api);
+      return;
+    }
+    if (kind == "PeerAuthentication" && security_api) {
+      peerAuthentication(doc, api);
+      return;
+    }
+    if (kind == "AuthorizationPolicy" || kind == "PeerAuthentication") {
+      error(mark(api_node), "unsupported apiVersion \"" + api + "\" for " + kind +
+                                " (use security.istio.io/v1 or security.istio.io/v1beta1)");
+      return;
+    }
+    error(mark(kind_node), "unsupported kind \"" + kind + "\" (" + api +
+                               "): expected AuthorizationPolicy or PeerAuthentication of "
+                               "security.istio.io/v1 or v1beta1");
+  }
+
+  ObjectMeta metadata(const YAML::Node& node, const Mark& at, const std::string& kind) {
+    ObjectMeta meta;
+    meta.mark = at;
+    if (!node || node.IsNull()) {
+      error(at, kind + " has no metadata");
+      return meta;
+    }
+    if (!expectMap(node, at, "metadata")) {
+      return meta;
+    }
+    meta.mark = mark(node);
+    bool has_name = false;
+    // Fields Kubernetes writes into objects (kubectl get -o yaml) are accepted so that
+    // exported policies load unchanged; they carry nothing for authorization.
+    forEachField(
+        node, "metadata",
+        {"name", "namespace", "labels", "annotations", "uid", "resourceVersion", "generation",
+         "creationTimestamp", "managedFields", "finalizers", "ownerReferences",
+         "generateName", "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds"},
+        [&](const std::string& key, const YAML::Node& v, const Mark& key_at) {
+          if (key == "name") {
+            if (auto s = scalar(v, key_at, "metadata.name")) {
+              meta.name = *s;
+              has_name = !s->empty();
+            }
+          } else if (key == "namespace") {
+            if (auto s = scalar(v, key_at, "metadata.namespace")) {
+              meta.ns = *s;
+            }
+          } else if (key == "creationTimestamp") {
+            if (v.IsScalar()) {
+              meta.creation_timestamp = v.Scalar();
+            }
+          } else if (key == "annotations") {
+            meta.annotations = stringMap(v, key_at, "metadata.annotations");
+          } else if (key == "labels") {
+            stringMap(v, key_at, "metadata.labels");
+          }
+        });
+    if (!has_name) {
+      error(meta.mark, "metadata.name is required");
+    }
+    if (meta.ns.empty()) {
+      meta.ns = "default";
+    }
+    return meta;
+  }
+
+  std::optional<WorkloadSelector> selector(const YAML::Node& node, const Mark& at) {
+    WorkloadSelector sel;
+    sel.mark = at;
+    if (node.IsNull()) {
+      warning(at, "workload selector specified without labels: it selects every workload");
+      return sel;
+    }
+    if (!expectMap(node, at, "spec.selector")) {
+      return std::nullopt;
+    }
+    forEachField(node, "spec.selector", {"matchLabels"},
+                 [&](const std::string&, const YAML::Node& v, const Mark& key_at) {
+                   sel.match_labels = stringMap(v, key_at, "spec.selector.matchLabels");
+                   for (const auto& [k, val] : sel.match_labels) {
+                     if (k.empty()) {
+                       error(key_at, "empty key is not supported in selector: \"" + k + "=" +
+                                         val + "\"");
+                     }
+                     if (k.find('*') != std::string::npos ||
+                         val.find('*') != std::string::npos) {
+                       error(key_at, "wildcard is not supported in selector: \"" + k + "=" +
+                                         val + "\"");
+                     }
+                   }
+                 });
+    if (sel.match_labels.empty()) {
+      warning(at, "workload selector specified without labels: it selects every workload");
+    }
+    return sel;
+  }
+
+  // --- AuthorizationPolicy --------------------------------------------------------------
+
+  void authorizationPolicy(const YAML::Node& doc, const std::string& api) {
+    AuthorizationPolicy ap;
+    ap.api_version = api;
+    ap.mark = mark(doc);
+    bool has_spec = false;
+    forEachField(doc, "AuthorizationPolicy",
+                 {"apiVersion", "kind", "metadata", "spec", "status"},
+                 [&](const std::string& key, const YAML::Node& v, const Mark& at) {
+                   if (key == "metadata") {
+                     ap.metadata = metadata(v, at, "AuthorizationPolicy");
+                   } else if (key == "spec") {
+                     has_spec = true;
+                     authzSpec(v, at, ap);
+                   }
+                 });
+    if (!doc["metadata"]) {
+      ap.metadata = metadata(YAML::Node(), ap.mark, "AuthorizationPolicy");
+    }
+    if (!has_spec) {
+      // A policy without spec is `spec: {}`: ALLOW with no rules, i.e. allow nothing.
+      ap.action = Action::kAllow;
+    }
+    auto dry = ap.metadata.annotations.find(std::string(kDryRunAnnotation));
+    if (dry != ap.metadata.annotations.end()) {
+      // Istio reads the annotation with Go's strconv.ParseBool.
+      static const std::set<std::string> kTrue = {"1", "t", "T", "TRUE", "true", "True"};
+      static const std::set<std::string> kFalse = {"0", "f", "F", "FALSE", "false", "False"};
+      if (kTrue.count(dry->second)) {
+        ap.dry_run = true;
+      } else if (!kFalse.count(dry->second)) {
+        error(ap.metadata.mark, "annotation istio.io/dry-run must be \"true\" or \"false\", got \"" +
+                                    dry->second + "\"");
+      }
+    }
+    if (ap.action == Action::kAudit && ap.dry_run) {
+      warning(ap.metadata.mark,
+              "istio.io/dry-run has no effect on an AUDIT policy, which never changes a "
+              "decision");
+    }
+    out_.bundle.authorization_policies.push_back(std::move(ap));
+  }
+
+  void authzSpec(const YAML::Node& spec, const Mark& at, AuthorizationPolicy& ap) {
+    if (spec.IsNull()) {
+      return;
+    }
+    if (!expectMap(spec, at, "spec")) {
+      return;
+    }
+    bool custom = false;
+    forEachField(
+        spec, "AuthorizationPolicy.spec",
+        {"selector", "targetRef", "targetRefs", "action", "provider", "rules"},
+        [&](const std::string& key, const YAML::Node& v, const Mark& key_at) {
+          if (key == "selector") {
+            ap.selector = selector(v, key_at);
+          } else if (key == "targetRef" || key == "targetRefs") {
+            error(key_at, "spec." + key +
+                              " is not supported: palisade applies policies to workloads "
+                              "through spec.selector (waypoints and gateways by reference "
+                              "are not supported)");
+          } else if (key == "action") {
+            auto s = scalar(v, key_at, "spec.action");
+            if (!s) {
+              return;
+            }
+            ap.action_mark = mark(v);
+            if (*s == "ALLOW") {
+              ap.action = Action::kAllow;
+            } else if (*s == "DENY") {
+              ap.action = Action::kDeny;
+            } else if (*s == "AUDIT") {
+              ap.action = Action::kAudit;
+            } else if (*s == "CUSTOM") {
+              custom = true;
+              error(mark(v), "action CUSTOM is not supported (external authorization "
+                             "providers are not available in palisade)");
+            } else {
+              error(mark(v), "unknown action \"" + *s + "\" (expected ALLOW, DENY or AUDIT)");
+            }
+          } else if (key == "provider") {
+            if (!custom) {
+              error(key_at, "spec.provider is only valid with action CUSTOM, which palisade "
+                            "does not support");
+            }
+          } else if (key == "rules") {
+            ap.has_rules = true;
+            if (v.IsNull()) {
+              return;
+            }
+            if (!v.IsSequence()) {
+              error(mark(v), "spec.rules must be a list");
+              return;
+            }
+            int i = 0;
+            for (const YAML::Node& r : v) {
+              ap.rules.push_back(rule(r, key_at, i++));
+            }
+          }
+        });
+    // "DENY action without `rules` is meaningless as it will never be triggered" (Istio).
+    if (ap.action == Action::kDeny && !ap.has_rules) {
+      error(ap.action_mark.line ? ap.action_mark : at,
+            "DENY action without rules is meaningless as it will never be triggered; add an "
+            "empty rule {} to deny every request");
+    }
+  }
+
+  Rule rule(const YAML::Node& node, const Mark& at, int index) {
+    Rule r;
+    r.mark = node.IsNull() ? at : mark(node);
+    const std::string where = "spec.rules[" + std::to_string(index) + "]";
+    if (node.IsNull()) {
+      error(r.mark, where + " must not be null");
+      return r;
+    }
+    if (!expectMap(node, at, where)) {
+      return r;
+    }
+    forEachField(node, where, {"from", "to", "when"},
+                 [&](const std::string& key, const YAML::Node& v, const Mark& key_at) {
+                   if (key == "from") {
+                     list(v, key_at, where + ".from", [&](const YAML::Node& item, int i) {
+                       r.from.push_back(source(item, key_at,
+                                               where + ".from[" + std::to_string(i) + "]"));
+                     });
+                   } else if (key == "to") {
+                     list(v, key_at, where + ".to", [&](const YAML::Node& item, int i) {
+                       r.to.push_back(
+                           operation(item, key_at, where + ".to[" + std::to_string(i) + "]"));
+                     });
+                   } else if (key == "when") {
+                     list(v, key_at, where + ".when", [&](const YAML::Node& item, int i) {
+                       r.when.push_back(
+                           condition(item, key_at, where + ".when[" + std::to_string(i) + "]"));
+                     });
+                   }
+                 });
+    return r;
+  }
+
+  // from/to/when: a non-empty list ("`from` must not be empty" in Istio's validation).
+  void list(const YAML::Node& v, const Mark& at, const std::string& where,
+            const std::function<void(const YAML::Node&, int)>& fn) {
+    if (v.IsNull() || (v.IsSequence() && v.size() == 0)) {
+      error(v.IsNull() ? at : mark(v), where + " must not be empty");
+      return;
+    }
+    if (!v.IsSequence()) {
+      error(mark(v), where + " must be a list");
+      return;
+    }
+    int i = 0;
+    for (const YAML::Node& item : v) {
+      fn(item, i++);
+    }
+  }
+
+  Field field(const YAML::Node& v, const Mark& at, const std::string& where) {
+    Field f;
+    f.mark = at;
+    f.values = stringList(v, at, where);
+    return f;
+  }
+
+  void validateIps(const Values& values, const std::string& where) {
+    for (const Value& v : values) {
+      if (auto r = CidrRange::parse(v.text); !r.ok()) {
+        error(v.mark, r.error().message + " in " + where);
+      }
+    }
+  }
+
+  void validatePorts(const Values& values, const std::string& where) {
+    for (const Value& v : values) {
+      unsigned long port = 0;
+      auto [end, ec] = std::from_chars(v.text.data(), v.text.data() + v.text.size(), port);
+      if (ec != std::errc() || end != v.text.data() + v.text.size() || port > 65535) {
+        error(v.mark, "bad port \"" + v.text + "\" in " + where + " (expected 0-65535)");
+      }
+    }
+  }
+
+  void validateServiceAccounts(const Values& values, const std::string& where) {
+    for (const Value& v : values) {
+      auto slash = v.text.find('/');
+      bool bad = v.text.find('*') != std::string::npos ||
+                 (slash != std::string::npos &&
+                  (slash == 0 || slash + 1 == v.text.size() ||
+                   v.text.find('/', slash + 1) != std::string::npos));
+      if (bad) {
+        error(v.mark, "bad service account \"" + v.text + "\" in " + where +
+                          " (expected \"name\" or \"namespace/name\", no wildcards)");
+      }
+    }
+  }
+
+  Source source(const YAML::Node& item, const Mark& at, const std::string& where) {
+    Source s;
+    s.mark = item.IsNull() ? at : mark(item);
+    if (!expectMap(item, at, where)) {
+      return s;
+    }
+    bool has_source = false;
+    forEachField(item, where, {"source"}, [&](const std::string&, const YAML::Node& v,
+                                              const Mark& key_at) {
+      has_source = true;
+      const std::string sw = where + ".source";
+      if (v.IsNull()) {
+        error(key_at, sw + " must not be null");
+        return;
+      }
+      if (!expectMap(v, key_at, sw)) {
+        return;
+      }
+      s.mark = key_at;
+      forEachField(
+          v, sw,
+          {"principals", "notPrincipals", "requestPrincipals", "notRequestPrincipals",
+           "namespaces", "notNamespaces", "serviceAccounts", "notServiceAccounts", "ipBlocks",
+           "notIpBlocks", "remoteIpBlocks", "notRemoteIpBlocks"},
+          [&](const std::string& key, const YAML::Node& fv, const Mark& fat) {
+            const std::string fw = sw + "." + key;
+            Values vals = stringList(fv, fat, fw);
+            auto put = [&](Field& f, bool negated) {
+              f.mark = f.mark.line ? f.mark : fat;
+              (negated ? f.not_values : f.values) = std::move(vals);
+            };
+            if (key == "principals") {
+              put(s.principals, false);
+            } else if (key == "notPrincipals") {
+              put(s.principals, true);
+            } else if (key == "requestPrincipals" || key == "notRequestPrincipals") {
+              error(fat, fw + " is not supported: request principals come from JWT "
+                              "authentication (RequestAuthentication), which palisade does "
+                              "not support yet");
+              put(s.request_principals, key == "notRequestPrincipals");
+            } else if (key == "namespaces") {
+              put(s.namespaces, false);
+            } else if (key == "notNamespaces") {
+              put(s.namespaces, true);
+            } else if (key == "serviceAccounts" || key == "notServiceAccounts") {
+              validateServiceAccounts(vals, fw);
+              put(s.service_accounts, key == "notServiceAccounts");
+            } else if (key == "ipBlocks" || key == "notIpBlocks") {
+              validateIps(vals, fw);
+              put(s.ip_blocks, key == "notIpBlocks");
+            } else if (key == "remoteIpBlocks" || key == "notRemoteIpBlocks") {
+              validateIps(vals, fw);
+              put(s.remote_ip_blocks, key == "notRemoteIpBlocks");
+            }
+          });
+      if (s.principals.empty() && s.request_principals.empty() && s.namespaces.empty() &&
+          s.service_accounts.empty() && s.ip_blocks.empty() && s.remote_ip_blocks.empty()) {
+        error(key_at, sw + " must not be empty");
+      }
+      if (!s.service_accounts.empty() && (!s.principals.empty() || !s.namespaces.empty())) {
+        error(s.service_accounts.mark,
+              "cannot set serviceAccounts with namespaces or principals in " + sw);
+      }
+    });
+    if (!has_source && item.IsMap()) {
+      error(s.mark, where + ".source must not be null");
+    }
+    return s;
+  }
+
+  Operation operation(const YAML::Node& item, const Mark& at, const std::string& where) {
+    Operation o;
+    o.mark = item.IsNull() ? at : mark(item);
+    if (!expectMap(item, at, where)) {
+      return o;
+    }
+    bool has_op = false;
+    forEachField(item, where, {"operation"}, [&](const std::string&, const YAML::Node& v,
+                                                 const Mark& key_at) {
+      has_op = true;
+      const std::string ow = where + ".operation";
+      if (v.IsNull()) {
+        error(key_at, ow + " must not be null");
+        return;
+      }
+      if (!expectMap(v, key_at, ow)) {
+        return;
+      }
+      o.mark = key_at;
+      forEachField(v, ow,
+                   {"hosts", "notHosts", "ports", "notPorts", "methods", "notMethods", "paths",
+                    "notPaths"},
+                   [&](const std::string& key, const YAML::Node& fv, const Mark& fat) {
+                     const std::string fw = ow + "." + key;
+                     Values vals = stringList(fv, fat, fw);
+                     const bool negated = key.starts_with("not");
+                     Field* f = nullptr;
+                     if (key == "hosts" || key == "notHosts") {
+                       f = &o.hosts;
+                     } else if (key == "ports" || key == "notPorts") {
+                       validatePorts(vals, fw);
+                       f = &o.ports;
+                     } else if (key == "methods" || key == "notMethods") {
+                       f = &o.methods;
+                     } else {
+                       for (const Value& p : vals) {
+                         if (auto t = PathTemplate::validate(p.text); !t.ok()) {
+                           error(p.mark, t.error().message + " in " + fw);
+                         }
+                       }
+                       f = &o.paths;
+                     }
+                     f->mark = f->mark.line ? f->mark : fat;
+                     (negated ? f->not_values : f->values) = std::move(vals);
+                   });
+      if (o.hosts.empty() && o.ports.empty() && o.methods.empty() && o.paths.empty()) {
+        error(key_at, ow + " must not be empty");
+      }
+    });
+    if (!has_op && item.IsMap()) {
+      error(o.mark, where + ".operation must not be null");
+    }
+    return o;
+  }
+
+  // Keys documented in Istio's "Authorization Policy Conditions".
+  void validateConditionKey(const Condition& c, const std::string& where) {
+    const std::string& k = c.key.text;
+    auto bracketed = [&](std::string_view prefix) {
+      // "request.headers[User-Agent]": a non-empty name in brackets.
+      return k.size() > prefix.size() + 2 && k[prefix.size()] == '[' && k.back() == ']';
+    };
+    auto check_ips = [&] {
+      validateIps(c.values, where + ".values");
+      validateIps(c.not_values, where + ".notValues");
+    };
+    if (k.starts_with("request.headers")) {
+      if (!bracketed("request.headers")) {
+        error(c.key.mark, "bad key \"" + k + "\" in " + where +
+                              ": should have the form request.headers[Name]");
+      }
+    } else if (k == "source.ip" || k == "remote.ip" || k == "destination.ip") {
+      check_ips();
+    } else if (k == "destination.port") {
+      validatePorts(c.values, where + ".values");
+      validatePorts(c.not_values, where + ".notValues");
+    } else if (k == "source.namespace" || k == "source.principal" || k == "connection.sni") {
+      // any non-empty string
+    } else if (k.starts_with("request.auth.")) {
+      error(c.key.mark, "condition key \"" + k + "\" in " + where +
+                            " is not supported: it needs JWT authentication "
+                            "(RequestAuthentication), which palisade does not support yet");
+    } else if (k.starts_with("experimental.envoy.filters.")) {
+      error(c.key.mark, "condition key \"" + k + "\" in " + where +
+                            " is not supported: it reads Envoy filter metadata");
+    } else if (k == "destination.namespace") {
+      error(c.key.mark, "attribute destination.namespace is replaced by metadata.namespace");
+    } else if (k.starts_with("destination.labels")) {
+      error(c.key.mark, "attribute destination.labels is replaced by the workload selector");
+    } else if (k == "destination.name" || k == "destination.user") {
+      error(c.key.mark, "deprecated attribute " + k + ": only supported in v1alpha1");
+    } else {
+      error(c.key.mark, "unknown condition key \"" + k + "\" in " + where);
+    }
+  }
+
+  Condition condition(const YAML::Node& item, const Mark& at, const std::string& where) {
+    Condition c;
+    c.mark = item.IsNull() ? at : mark(item);
+    if (!expectMap(item, at, where)) {
+      return c;
+    }
+    forEachField(item, where, {"key", "values", "notValues"},
+                 [&](const std::string& key, const YAML::Node& v, const Mark& key_at) {
+                   if (key == "key") {
+                     if (auto s = scalar(v, key_at, where + ".key")) {
+                       c.key = Value{*s, mark(v)};
+                     }
+                   } else if (key == "values") {
+                     c.values = stringList(v, key_at, where + ".values");
+                   } else {
+                     c.not_values = stringList(v, key_at, where + ".notValues");
+                   }
+                 });
+    if (c.key.text.empty()) {
+      error(c.mark, where + ".key must not be empty");
+      return c;
+    }
+    if (c.values.empty() && c.not_values.empty()) {
+      error(c.mark, "at least one of values or notValues must be set for key " + c.key.text +
+                        " in " + where);
+      return c;
+    }
+    validateConditionKey(c, where);
+    return c;
+  }
+
+  // --- PeerAuthentication -----------------------------------------------------------------
+
+  std::optional<MtlsMode> mtls(const YAML::Node& v, const Mark& at, const std::string& where) {
+    if (v.IsNull()) {
+      return MtlsMode::kUnset;
+    }
+    if (!expectMap(v, at, where)) {
+      return std::nullopt;
+    }
+    MtlsMode mode = MtlsMode::kUnset;
+    forEachField(v, where, {"mode"},
+                 [&](const std::string&, const YAML::Node& mv, const Mark& mat) {
+                   auto s = scalar(mv, mat, where + ".mode");
+                   if (!s) {
+                     return;
+                   }
+                   if (*s == "UNSET") {
+                     mode = MtlsMode::kUnset;
+                   } else if (*s == "DISABLE") {
+                     mode = MtlsMode::kDisable;
+                   } else if (*s == "PERMISSIVE") {
+                     mode = MtlsMode::kPermissive;
+                   } else if (*s == "STRICT") {
+                     mode = MtlsMode::kStrict;
+                   } else {
+                     error(mark(mv), "unknown mTLS mode \"" + *s + "\" in " + where +
+                                         ".mode (expected UNSET, DISABLE, PERMISSIVE or "
+                                         "STRICT)");
+                   }
+                 });
+    return mode;
+  }
+
+  void peerAuthentication(const YAML::Node& doc, const std::string& api) {
+    PeerAuthentication pa;
+    pa.api_version = api;
+    pa.mark = mark(doc);
+    forEachField(
+        doc, "PeerAuthentication", {"apiVersion", "kind", "metadata", "spec", "status"},
+        [&](const std::string& key, const YAML::Node& v, const Mark& at) {
+          if (key == "metadata") {
+            pa.metadata = metadata(v, at, "PeerAuthentication");
+            return;
+          }
+          if (key != "spec" || v.IsNull() || !expectMap(v, at, "spec")) {
+            return;
+          }
+          forEachField(
+              v, "PeerAuthentication.spec", {"selector", "mtls", "portLevelMtls"},
+              [&](const std::string& sk, const YAML::Node& sv, const Mark& sat) {
+                if (sk == "selector") {
+                  pa.selector = selector(sv, sat);
+                } else if (sk == "mtls") {
+                  pa.mode = mtls(sv, sat, "spec.mtls").value_or(MtlsMode::kUnset);
+                } else {
+                  if (sv.IsNull() || (sv.IsMap() && sv.size() == 0)) {
+                    error(sat, "port level mTLS, if defined, must have at least one element");
+                    return;
+                  }
+                  if (!expectMap(sv, sat, "spec.portLevelMtls")) {
+                    return;
+                  }
+                  if (!pa.selector || pa.selector->match_labels.empty()) {
+                    // Checked again below in case selector comes after portLevelMtls.
+                  }
+                  for (auto it = sv.begin(); it != sv.end(); ++it) {
+                    const std::string port_text =
+                        it->first.IsScalar() ? it->first.Scalar() : std::string();
+                    unsigned long port = 0;
+                    auto [end, ec] = std::from_chars(
+                        port_text.data(), port_text.data() + port_text.size(), port);
+                    if (port_text.empty() || ec != std::errc() ||
+                        end != port_text.data() + port_text.size() || port == 0 ||
+                        port > 65535) {
+                      error(mark(it->first), "port \"" + port_text +
+                                                 "\" in spec.portLevelMtls must be in range "
+                                                 "1..65535");
+                      continue;
+                    }
+                    auto m = mtls(it->second, mark(it->first),
+                                  "spec.portLevelMtls[" + port_text + "]");
+                    if (m && !pa.port_level_mtls.emplace(static_cast<std::uint32_t>(port), *m)
+                                  .second) {
+                      error(mark(it->first), "duplicate port " + port_text +
+                                                 " in spec.portLevelMtls");
+                    }
+                  }
+                }
+              });
+          if (v["portLevelMtls"] && (!pa.selector || pa.selector->match_labels.empty())) {
+            error(mark(v["portLevelMtls"]),
+                  "mesh/namespace peer authentication cannot have port level mTLS (add a "
+                  "selector)");
+          }
+        });
+    if (!doc["metadata"]) {
+      pa.metadata = metadata(YAML::Node(), pa.mark, "PeerAuthentication");
+    }
+    out_.bundle.peer_authentications.push_back(std::move(pa));
+  }
+
+  const std::string& file_;
+  LoadResult& out_;
+  std::size_t values_ = 0;
+  bool budget_exceeded_ = false;
+};
+
+bool isYamlFile(const std::filesystem::path& p) {
+  auto ext = p.extension().string();
+  return ext == ".yaml" || ext == ".yml";
+}
+
+void loadFile(const std::filesystem::path& path, LoadResult& out) {
+  const std::string name = path.string();
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    out.diagnostics.push_back(
+        Diagnostic{Diagnostic::Severity::kError, Mark{name, 0, 0}, "cannot read file"});
+    return;
+  }
+  std::string text;
+  char buf[65536];
+  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+    text.append(buf, static_cast<std::size_t>(in.gcount()));
+    if (text.size() > kMaxPolicyFileBytes) {
+      out.diagnostics.push_back(Diagnostic{
+          Diagnostic::Severity::kError, Mark{name, 0, 0},
+          "file is larger than " + std::to_string(kMaxPolicyFileBytes >> 20) + " MiB"});
+      return;
+    }
+  }
+  loadYaml(text, name, out);
+}
+
+}  // namespace
+
+void loadYaml(std::string_view text, const std::string& filename, LoadResult& out) {
+  if (text.size() > kMaxPolicyFileBytes) {
+    out.diagnostics.push_back(Diagnostic{
+        Diagnostic::Severity::kError, Mark{filename, 0, 0},
+        "file is larger than " + std::to_string(kMaxPolicyFileBytes >> 20) + " MiB"});
+    return;
+  }
+  FileLoader(filename, out).load(text);
+}
+
+LoadResult loadPath(const std::string& file_or_dir) {
+  LoadResult out;
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path root(file_or_dir);
+  if (fs::is_directory(root, ec)) {
+    std::vector<fs::path> files;
+    for (auto it = fs::recursive_directory_iterator(
+             root, fs::directory_options::skip_permission_denied, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (it->is_regular_file(ec) && isYamlFile(it->path())) {
+        files.push_back(it->path());
+      }
+    }
+    if (ec) {
+      out.diagnostics.push_back(Diagnostic{Diagnostic::Severity::kError,
+                                           Mark{file_or_dir, 0, 0},
+                                           "cannot list directory: " + ec.message()});
+    }
+    std::sort(files.begin(), files.end());
+    for (const fs::path& f : files) {
+      loadFile(f, out);
+    }
+    return out;
+  }
+  if (!fs::exists(root, ec)) {
+    out.diagnostics.push_back(Diagnostic{Diagnostic::Severity::kError,
+                                         Mark{file_or_dir, 0, 0}, "no such file or directory"});
+    return out;
+  }
+  loadFile(root, out);
+  return out;
+}
+
+}  // namespace palisade::policy

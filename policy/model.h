@@ -1,0 +1,131 @@
+#pragma once
+
+// The policy model: plain structs for Istio's AuthorizationPolicy and PeerAuthentication
+// (security.istio.io/v1 and v1beta1) as loaded from YAML, each value with the place it came
+// from so that errors and warnings can say file:line:col. No behaviour lives here; the
+// loader fills these, the compiler turns them into matchers. Thread: any; plain values.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace palisade::policy {
+
+// Where a YAML node stands. line and column are 1-based; 0 means unknown.
+struct Mark {
+  std::string file;
+  int line = 0;
+  int column = 0;
+};
+
+// "file:line:col" (or just "file" when the place is unknown).
+std::string formatMark(const Mark& mark);
+
+struct Diagnostic {
+  enum class Severity { kError, kWarning };
+  Severity severity = Severity::kError;
+  Mark mark;
+  std::string message;
+};
+
+// "file:line:col: message", the form every error and warning takes.
+std::string formatDiagnostic(const Diagnostic& d);
+
+struct Value {
+  std::string text;
+  Mark mark;
+};
+using Values = std::vector<Value>;
+
+// Values and their negation for one attribute; both empty means "not set".
+struct Field {
+  Values values;
+  Values not_values;
+  Mark mark;  // the key that introduced the field
+  bool empty() const { return values.empty() && not_values.empty(); }
+};
+
+struct Source {
+  Field principals;
+  Field request_principals;  // refused at load: needs JWT
+  Field namespaces;
+  Field service_accounts;
+  Field ip_blocks;
+  Field remote_ip_blocks;
+  Mark mark;
+};
+
+struct Operation {
+  Field hosts;
+  Field ports;
+  Field methods;
+  Field paths;
+  Mark mark;
+};
+
+struct Condition {
+  Value key;
+  Values values;
+  Values not_values;
+  Mark mark;
+};
+
+struct Rule {
+  std::vector<Source> from;
+  std::vector<Operation> to;
+  std::vector<Condition> when;
+  Mark mark;
+};
+
+enum class Action { kAllow, kDeny, kAudit };
+
+const char* actionName(Action action);
+
+struct WorkloadSelector {
+  std::map<std::string, std::string> match_labels;
+  Mark mark;
+};
+
+struct ObjectMeta {
+  std::string name;
+  std::string ns;  // metadata.namespace; empty means "default"
+  std::string creation_timestamp;  // RFC 3339, when present; used to order conflicts
+  std::map<std::string, std::string> annotations;
+  Mark mark;
+};
+
+struct AuthorizationPolicy {
+  std::string api_version;
+  ObjectMeta metadata;
+  std::optional<WorkloadSelector> selector;
+  Action action = Action::kAllow;
+  Mark action_mark;
+  bool has_rules = false;  // `rules:` present (possibly empty)
+  std::vector<Rule> rules;
+  bool dry_run = false;  // istio.io/dry-run: "true"
+  Mark mark;             // the document
+};
+
+enum class MtlsMode { kUnset, kDisable, kPermissive, kStrict };
+
+const char* mtlsModeName(MtlsMode mode);
+
+struct PeerAuthentication {
+  std::string api_version;
+  ObjectMeta metadata;
+  std::optional<WorkloadSelector> selector;
+  MtlsMode mode = MtlsMode::kUnset;
+  std::map<std::uint32_t, MtlsMode> port_level_mtls;
+  Mark mark;
+};
+
+// Everything one load produced: the documents of every file, in a stable order
+// (files sorted by path, documents in file order).
+struct PolicyBundle {
+  std::vector<AuthorizationPolicy> authorization_policies;
+  std::vector<PeerAuthentication> peer_authentications;
+};
+
+}  // namespace palisade::policy
