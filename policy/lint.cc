@@ -59,6 +59,25 @@ const Mark* firstHttpOnlyMark(const Rule& rule, std::string* name) {
   return nullptr;
 }
 
+// True if every operation of the rule names ports, or a condition does: the rule then
+// cannot widen to TCP traffic on other ports.
+bool restrictsPorts(const Rule& rule) {
+  for (const Condition& c : rule.when) {
+    if (c.key.text == "destination.port") {
+      return true;
+    }
+  }
+  if (rule.to.empty()) {
+    return false;
+  }
+  for (const Operation& o : rule.to) {
+    if (o.ports.empty()) {
+      return false;
+    }
+  }
+  return true;
+}
+
 void authorizationPolicy(const AuthorizationPolicy& ap, std::vector<Diagnostic>& out) {
   const std::string id = ap.metadata.ns + "/" + ap.metadata.name;
   int dropped_on_tcp = 0;
@@ -84,14 +103,15 @@ void authorizationPolicy(const AuthorizationPolicy& ap, std::vector<Diagnostic>&
     std::string field;
     const Mark* at = firstHttpOnlyMark(rule, &field);
     const Mark& where = at ? *at : rule.mark;
-    if (ap.action == Action::kDeny || ap.action == Action::kAudit) {
+    if ((ap.action == Action::kDeny || ap.action == Action::kAudit) &&
+        !restrictsPorts(rule)) {
       warn(out, where,
            std::string(actionName(ap.action)) + " policy " + id + " rule " +
                std::to_string(i) + " uses HTTP-only field " + field +
                ", which plain TCP connections do not have; on TCP traffic it is ignored and "
                "the rule " + (ap.action == Action::kDeny ? "denies" : "audits") +
-               " every connection that matches the rest of it (restrict it with ports)");
-    } else {
+               " every TCP connection that matches the rest of it; restrict it with ports");
+    } else if (ap.action == Action::kAllow) {
       ++dropped_on_tcp;
     }
   }
@@ -100,7 +120,7 @@ void authorizationPolicy(const AuthorizationPolicy& ap, std::vector<Diagnostic>&
     warn(out, ap.metadata.mark.line ? ap.metadata.mark : ap.mark,
          "ALLOW policy " + id + " uses HTTP-only fields in every rule; on plain TCP traffic "
          "all its rules are dropped, so it allows no TCP connection to the workloads it "
-         "selects (and, being an ALLOW policy, makes them deny what nothing else allows)");
+         "selects");
   }
 }
 
