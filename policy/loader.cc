@@ -109,6 +109,9 @@ class FileLoader {
   }
 
   void error(const Mark& m, std::string message) {
+    if (budget_exceeded_) {
+      return;  // what follows the refusal is a partial walk; its errors would mislead
+    }
     out_.diagnostics.push_back(Diagnostic{Diagnostic::Severity::kError, m, std::move(message)});
   }
   void warning(const Mark& m, std::string message) {
@@ -121,8 +124,8 @@ class FileLoader {
       if (!budget_exceeded_) {
         error(Mark{file_, 0, 0}, "more than " + std::to_string(kMaxValuesPerFile) +
                                      " values in one file (aliases included); refusing it");
+        budget_exceeded_ = true;
       }
-      budget_exceeded_ = true;
       return false;
     }
     return true;

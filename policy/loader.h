@@ -25,7 +25,7 @@ struct LoadResult {
 
 // Bounds on one input (DESIGN.md "Security rules": every input is bounded).
 inline constexpr std::size_t kMaxPolicyFileBytes = 8u << 20;
-inline constexpr std::size_t kMaxValuesPerFile = 200000;
+inline constexpr std::size_t kMaxValuesPerFile = 2000000;
 
 // Parses YAML text; `filename` is only used in marks. Appends to `out`.
 void loadYaml(std::string_view text, const std::string& filename, LoadResult& out);

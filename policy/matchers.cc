@@ -20,6 +20,33 @@ bool OrMatcher::matches(const RequestView& r) const {
   return false;
 }
 
+void ExactSet::insert(std::string value) {
+  if (contains(value)) {
+    return;
+  }
+  if (!large_.empty() || small_.size() == kSmall) {
+    for (std::string& s : small_) {
+      large_.insert(std::move(s));
+    }
+    small_.clear();
+    large_.insert(std::move(value));
+    return;
+  }
+  small_.push_back(std::move(value));
+}
+
+bool ExactSet::contains(std::string_view value) const {
+  if (!large_.empty()) {
+    return large_.find(value) != large_.end();
+  }
+  for (const std::string& s : small_) {
+    if (s == value) {
+      return true;
+    }
+  }
+  return false;
+}
+
 bool globMatch(std::string_view pattern, std::string_view text) {
   // Iterative wildcard matching with one backtrack point: linear in practice, never
   // exponential.
@@ -64,7 +91,7 @@ bool PrincipalMatcher::matches(const RequestView& r) const {
     return false;
   }
   std::string_view principal = r.peer->principal();
-  if (exact_.find(principal) != exact_.end()) {
+  if (exact_.contains(principal)) {
     return true;
   }
   for (const StringPattern& p : patterns_) {
@@ -100,7 +127,7 @@ bool NamespaceMatcher::matches(const RequestView& r) const {
       if (end == std::string_view::npos) {
         break;
       }
-      if (exact_.find(uri.substr(begin, end - begin)) != exact_.end()) {
+      if (exact_.contains(uri.substr(begin, end - begin))) {
         return true;
       }
     }

@@ -66,6 +66,20 @@ struct TransparentHash {
 };
 using StringSet = std::unordered_set<std::string, TransparentHash, std::equal_to<>>;
 
+// A set of exact strings. A few values are compared one by one (a length mismatch costs
+// nothing, and there is no hash to compute); many go into a hash set.
+class ExactSet {
+ public:
+  void insert(std::string value);
+  bool contains(std::string_view value) const;
+  bool empty() const { return small_.empty() && large_.empty(); }
+
+ private:
+  static constexpr std::size_t kSmall = 8;
+  std::vector<std::string> small_;
+  StringSet large_;
+};
+
 // source.principals / source.principal: the peer's SPIFFE ID without "spiffe://".
 // Exact values become a hash set; "*" means any authenticated peer.
 class PrincipalMatcher final : public Matcher {
@@ -74,7 +88,7 @@ class PrincipalMatcher final : public Matcher {
   bool matches(const RequestView& r) const override;
 
  private:
-  StringSet exact_;
+  ExactSet exact_;
   std::vector<StringPattern> patterns_;
 };
 
@@ -86,7 +100,7 @@ class NamespaceMatcher final : public Matcher {
   bool matches(const RequestView& r) const override;
 
  private:
-  StringSet exact_;
+  ExactSet exact_;
   std::vector<std::string> globs_;  // "*/ns/<value>/*", "*" as a wildcard
 };
 
