@@ -251,7 +251,9 @@ int checkRun(const Args& args, Io& io) {
   if (d.audit) {
     io.out << "audit: " << describe(d.audit) << "\n";
   }
-  if (d.has_dry_run) {
+  // Dry-run policies are worth a line when one of them decided the shadow outcome, or when
+  // enforcing them would change the decision.
+  if (d.dryRunChanges() || (d.dry_run_by && d.dry_run_by.policy->dry_run)) {
     io.out << "dry-run: would " << policy::verdictName(d.dry_run_verdict)
            << (d.dryRunChanges() ? " (differs from the enforced decision)" : " (same)");
     if (d.dry_run_by) {
