@@ -209,9 +209,10 @@ int checkRun(const Args& args, Io& io) {
     j["reason"] = refused_plaintext ? "peer authentication STRICT refuses plaintext peers"
                                     : policy::decisionReasonName(d.reason);
     j["policy"] = refused_plaintext ? nlohmann::json(nullptr) : matchJson(d.by);
-    j["audit"] = matchJson(d.audit);
+    // A refused plaintext peer never reaches authorization: nothing audited, no dry run.
+    j["audit"] = refused_plaintext ? nlohmann::json(nullptr) : matchJson(d.audit);
     j["mtlsMode"] = policy::mtlsModeName(mode);
-    if (d.has_dry_run) {
+    if (d.has_dry_run && !refused_plaintext) {
       j["dryRun"] = {{"decision", policy::verdictName(d.dry_run_verdict)},
                      {"reason", policy::decisionReasonName(d.dry_run_reason)},
                      {"policy", matchJson(d.dry_run_by)},

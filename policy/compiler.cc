@@ -161,6 +161,10 @@ class RuleCompiler {
       add([&](const Values& v) { return namespaces(v); });
     } else if (k == "source.principal") {
       add([&](const Values& v) { return principals(v); });
+    } else if (k == "source.serviceAccount") {
+      add([&](const Values& v) -> MatcherPtr {
+        return std::make_unique<ServiceAccountMatcher>(texts(v), policy_ns_);
+      });
     } else if (k == "connection.sni") {
       add([&](const Values& v) { return attribute(A::kSni, v); });
     } else if (k.starts_with("request.headers[")) {

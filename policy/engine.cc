@@ -28,7 +28,12 @@ WorkloadAuthz::WorkloadAuthz(std::shared_ptr<const PolicySet> set, const Workloa
         continue;
       }
       if (p->action == Action::kAudit) {
-        audit_.push_back(p);
+        // Istio puts dry-run policies of every action into the shadow rules, and Envoy only
+        // marks a request for audit logging when the rules are enforced: a dry-run AUDIT
+        // policy records nothing.
+        if (!p->dry_run) {
+          audit_.push_back(p);
+        }
       } else if (p->dry_run) {
         (p->action == Action::kDeny ? dry_deny_ : dry_allow_).push_back(p);
       } else {

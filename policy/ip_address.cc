@@ -1,5 +1,6 @@
 #include "policy/ip_address.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 
@@ -181,6 +182,13 @@ std::string IpAddress::toString() const {
   }
   if (family_ == Family::kNone) {
     return "";
+  }
+  // RFC 5952 section 5: an IPv4-mapped address is written "::ffff:a.b.c.d".
+  static constexpr std::uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (std::equal(bytes_.begin(), bytes_.begin() + 12, kMapped)) {
+    std::snprintf(buf, sizeof buf, "::ffff:%u.%u.%u.%u", bytes_[12], bytes_[13], bytes_[14],
+                  bytes_[15]);
+    return buf;
   }
   // RFC 5952: lowercase, longest run of two or more zero groups as "::".
   std::uint16_t g[8];

@@ -1,5 +1,6 @@
 #include "policy/lint.h"
 
+#include <algorithm>
 #include <map>
 #include <tuple>
 
@@ -26,6 +27,12 @@ void hostsWithoutPort(const Values& values, std::vector<Diagnostic>& out) {
   for (const Value& v : values) {
     const std::string& h = v.text;
     if (h == "*" || h.ends_with("*") || h.find(':') != std::string::npos) {
+      continue;
+    }
+    const bool paired = std::any_of(values.begin(), values.end(), [&](const Value& other) {
+      return other.text == h + ":*";
+    });
+    if (paired) {
       continue;
     }
     warn(out, v.mark,

@@ -85,27 +85,53 @@ class FileLoader {
   FileLoader(const std::string& file, LoadResult& out) : file_(file), out_(out) {}
 
   void load(std::string_view text) {
-    std::vector<YAML::Node> docs;
-    try {
-      docs = YAML::LoadAll(std::string(text));
-    } catch (const YAML::Exception& e) {
-      Mark m{file_, e.mark.line >= 0 ? e.mark.line + 1 : 0,
-             e.mark.column >= 0 ? e.mark.column + 1 : 0};
-      error(m, "yaml: " + e.msg);
-      return;
-    }
-    for (const YAML::Node& doc : docs) {
-      if (budget_exceeded_) {
-        return;
+    // Documents are split here, at lines that start with "---", and parsed one by one:
+    // yaml-cpp 0.7's LoadAll can loop forever on some malformed input, and one broken
+    // document should not hide the errors of the others.
+    int line = 0;
+    int chunk_line = 0;
+    std::size_t chunk_begin = 0;
+    for (std::size_t pos = 0; pos <= text.size();) {
+      std::size_t eol = text.find('\n', pos);
+      std::size_t next = eol == std::string_view::npos ? text.size() + 1 : eol + 1;
+      std::string_view l = text.substr(pos, (eol == std::string_view::npos ? text.size() : eol) - pos);
+      const bool marker = l.starts_with("---") &&
+                          (l.size() == 3 || l[3] == ' ' || l[3] == '\t' || l[3] == '\r');
+      if (marker && pos > chunk_begin) {
+        document(text.substr(chunk_begin, pos - chunk_begin), chunk_line);
+        chunk_begin = pos;
+        chunk_line = line;
       }
-      document(doc, /*in_list=*/false);
+      pos = next;
+      ++line;
+    }
+    if (chunk_begin < text.size()) {
+      document(text.substr(chunk_begin), chunk_line);
     }
   }
 
  private:
+  void document(std::string_view chunk, int first_line) {
+    if (budget_exceeded_) {
+      return;
+    }
+    line_offset_ = first_line;
+    YAML::Node doc;
+    try {
+      doc = YAML::Load(std::string(chunk));
+    } catch (const YAML::Exception& e) {
+      Mark m{file_, e.mark.line >= 0 ? e.mark.line + 1 + first_line : 0,
+             e.mark.column >= 0 ? e.mark.column + 1 : 0};
+      error(m, "yaml: " + e.msg);
+      return;
+    }
+    document(doc, /*in_list=*/false);
+  }
+
   Mark mark(const YAML::Node& node) const {
     YAML::Mark m = node.Mark();
-    return Mark{file_, m.line >= 0 ? m.line + 1 : 0, m.column >= 0 ? m.column + 1 : 0};
+    return Mark{file_, m.line >= 0 ? m.line + 1 + line_offset_ : 0,
+                m.column >= 0 ? m.column + 1 : 0};
   }
 
   void error(const Mark& m, std::string message) {
@@ -141,7 +167,10 @@ class FileLoader {
       if (!spend()) {
         return;
       }
-      const YAML::Node& k = it->first;
+      // Copies, not references: yaml-cpp's iterator hands out a temporary proxy, and a
+      // reference into it dangles at the end of the statement.
+      const YAML::Node k = it->first;
+      const YAML::Node v = it->second;
       if (!k.IsScalar()) {
         error(mark(k), "expected a field name in " + where);
         continue;
@@ -155,7 +184,7 @@ class FileLoader {
         error(mark(k), "unknown field \"" + key + "\" in " + where);
         continue;
       }
-      fn(key, it->second, mark(k));
+      fn(key, v, mark(k));
     }
   }
 
@@ -216,12 +245,14 @@ class FileLoader {
       if (!spend()) {
         return out;
       }
-      if (!it->first.IsScalar() || !it->second.IsScalar()) {
-        error(mark(it->first), where + " must map strings to strings");
+      const YAML::Node k = it->first;
+      const YAML::Node v = it->second;
+      if (!k.IsScalar() || !v.IsScalar()) {
+        error(mark(k), where + " must map strings to strings");
         continue;
       }
-      if (!out.emplace(it->first.Scalar(), it->second.Scalar()).second) {
-        error(mark(it->first), "duplicate key \"" + it->first.Scalar() + "\" in " + where);
+      if (!out.emplace(k.Scalar(), v.Scalar()).second) {
+        error(mark(k), "duplicate key \"" + k.Scalar() + "\" in " + where);
       }
     }
     return out;
@@ -401,8 +432,8 @@ class FileLoader {
     }
     if (ap.action == Action::kAudit && ap.dry_run) {
       warning(ap.metadata.mark,
-              "istio.io/dry-run has no effect on an AUDIT policy, which never changes a "
-              "decision");
+              "istio.io/dry-run on an AUDIT policy turns it off: it records nothing (an AUDIT "
+              "policy never changes a decision anyway)");
     }
     out_.bundle.authorization_policies.push_back(std::move(ap));
   }
@@ -451,7 +482,8 @@ class FileLoader {
                             "does not support");
             }
           } else if (key == "rules") {
-            ap.has_rules = true;
+            // `rules:` left empty or `rules: []` is no rules at all (Istio's Rules == nil).
+            ap.has_rules = v.IsSequence() && v.size() > 0;
             if (v.IsNull()) {
               return;
             }
@@ -548,8 +580,17 @@ class FileLoader {
     }
   }
 
+  // Istio's CheckServiceAccount: at most 16 values of at most 320 characters, "name" or
+  // "namespace/name", no wildcards.
   void validateServiceAccounts(const Values& values, const std::string& where) {
+    if (values.size() > 16) {
+      error(values[16].mark, where + " may not have more than 16 values");
+    }
     for (const Value& v : values) {
+      if (v.text.size() > 320) {
+        error(v.mark, "service account in " + where + " cannot exceed 320 characters");
+        continue;
+      }
       auto slash = v.text.find('/');
       bool bad = v.text.find('*') != std::string::npos ||
                  (slash != std::string::npos &&
@@ -710,6 +751,11 @@ class FileLoader {
       validatePorts(c.not_values, where + ".notValues");
     } else if (k == "source.namespace" || k == "source.principal" || k == "connection.sni") {
       // any non-empty string
+    } else if (k == "source.serviceAccount") {
+      validateServiceAccounts(c.values, where + ".values");
+      validateServiceAccounts(c.not_values, where + ".notValues");
+    } else if (k.starts_with("request.experimental.")) {
+      error(c.key.mark, "condition key \"" + k + "\" in " + where + " is not supported");
     } else if (k.starts_with("request.auth.")) {
       error(c.key.mark, "condition key \"" + k + "\" in " + where +
                             " is not supported: it needs JWT authentication "
@@ -825,24 +871,26 @@ class FileLoader {
                     // Checked again below in case selector comes after portLevelMtls.
                   }
                   for (auto it = sv.begin(); it != sv.end(); ++it) {
+                    const YAML::Node port_node = it->first;
+                    const YAML::Node mode_node = it->second;
                     const std::string port_text =
-                        it->first.IsScalar() ? it->first.Scalar() : std::string();
+                        port_node.IsScalar() ? port_node.Scalar() : std::string();
                     unsigned long port = 0;
                     auto [end, ec] = std::from_chars(
                         port_text.data(), port_text.data() + port_text.size(), port);
                     if (port_text.empty() || ec != std::errc() ||
                         end != port_text.data() + port_text.size() || port == 0 ||
                         port > 65535) {
-                      error(mark(it->first), "port \"" + port_text +
+                      error(mark(port_node), "port \"" + port_text +
                                                  "\" in spec.portLevelMtls must be in range "
                                                  "1..65535");
                       continue;
                     }
-                    auto m = mtls(it->second, mark(it->first),
+                    auto m = mtls(mode_node, mark(port_node),
                                   "spec.portLevelMtls[" + port_text + "]");
                     if (m && !pa.port_level_mtls.emplace(static_cast<std::uint32_t>(port), *m)
                                   .second) {
-                      error(mark(it->first), "duplicate port " + port_text +
+                      error(mark(port_node), "duplicate port " + port_text +
                                                  " in spec.portLevelMtls");
                     }
                   }
@@ -864,6 +912,7 @@ class FileLoader {
   LoadResult& out_;
   std::size_t values_ = 0;
   bool budget_exceeded_ = false;
+  int line_offset_ = 0;  // line of the current document's first line in the file, 0-based
 };
 
 bool isYamlFile(const std::filesystem::path& p) {

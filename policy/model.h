@@ -102,7 +102,7 @@ struct AuthorizationPolicy {
   std::optional<WorkloadSelector> selector;
   Action action = Action::kAllow;
   Mark action_mark;
-  bool has_rules = false;  // `rules:` present (possibly empty)
+  bool has_rules = false;  // `rules:` holds at least one rule
   std::vector<Rule> rules;
   bool dry_run = false;  // istio.io/dry-run: "true"
   Mark mark;             // the document

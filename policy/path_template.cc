@@ -21,6 +21,50 @@ bool isSegmentChar(char c) {
   }
 }
 
+// RFC 3986 pchar without "*" (an operator character here) and "/" (a separator).
+bool isLiteralChar(char c) { return isSegmentChar(c); }
+
+Error templateError(std::string_view value, std::string_view why) {
+  return invalidArgument("invalid path template \"" + std::string(value) + "\": " +
+                         std::string(why));
+}
+
+// What Envoy's URI template parser adds to Istio's checks: the template is an absolute path;
+// a segment is a literal or one operator, except that the last segment may be an operator
+// followed by a literal suffix ("/{*}.json"); literals are path characters.
+Status validateSegments(std::string_view value) {
+  if (!value.starts_with('/')) {
+    return templateError(value, "must start with /");
+  }
+  std::size_t begin = 1;
+  while (begin <= value.size()) {
+    std::size_t end = value.find('/', begin);
+    const bool last = end == std::string_view::npos;
+    std::string_view segment = value.substr(begin, last ? std::string_view::npos : end - begin);
+    std::string_view literal = segment;
+    if (segment.starts_with(kAny) || segment.starts_with(kOne)) {
+      literal = segment.substr(segment.starts_with(kAny) ? kAny.size() : kOne.size());
+      if (!literal.empty() && !last) {
+        return templateError(value, "text after an operator is only allowed in the last "
+                                    "segment");
+      }
+    }
+    if (literal.find('{') != std::string_view::npos) {
+      return templateError(value, "an operator must start its segment");
+    }
+    for (char c : literal) {
+      if (!isLiteralChar(c)) {
+        return templateError(value, std::string("'") + c + "' is not a path character");
+      }
+    }
+    if (last) {
+      break;
+    }
+    begin = end + 1;
+  }
+  return Ok{};
+}
+
 }  // namespace
 
 bool PathTemplate::isTemplate(std::string_view value) {
@@ -57,7 +101,7 @@ Status PathTemplate::validate(std::string_view value) {
     prev_operator = false;
     ++i;
   }
-  return Ok{};
+  return validateSegments(value);
 }
 
 PathTemplate PathTemplate::compile(std::string_view value) {

@@ -10,9 +10,10 @@ bool older(const PeerAuthentication& a, const PeerAuthentication* b) {
   const std::string& ta = a.metadata.creation_timestamp;
   const std::string& tb = b->metadata.creation_timestamp;
   if (ta != tb) {
-    // RFC 3339 UTC timestamps order as strings; one without a timestamp counts as newest.
+    // RFC 3339 UTC timestamps order as strings.
+    // Istio reads a missing timestamp as Go's zero time: the oldest of all.
     if (ta.empty() || tb.empty()) {
-      return tb.empty();
+      return ta.empty();
     }
     return ta < tb;
   }
@@ -44,7 +45,10 @@ EffectiveMtls effectiveMtls(const PolicyBundle& bundle, const std::string& ns,
       if (pa.metadata.ns == ns && ns != root_namespace && older(pa, out.ns)) {
         out.ns = &pa;
       }
-    } else if (pa.metadata.ns == ns && selects(pa, labels) && older(pa, out.workload)) {
+    } else if (pa.metadata.ns == ns && ns != root_namespace && selects(pa, labels) &&
+               older(pa, out.workload)) {
+      // A policy with a selector in the root namespace is ignored (Istio's
+      // ComposePeerAuthentication takes workload policies only outside it).
       out.workload = &pa;
     }
   }

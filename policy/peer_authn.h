@@ -4,8 +4,9 @@
 // as Istio does. The mesh policy (root namespace, no selector), then the namespace policy
 // (no selector), then the workload policy (its selector matches) each override the mode
 // unless theirs is UNSET; a workload policy's portLevelMtls overrides per port (UNSET there
-// inherits). The default is PERMISSIVE. Where two policies share a scope the oldest
-// (creationTimestamp, then name) wins. Thread: any.
+// inherits). The default is PERMISSIVE. A policy with a selector in the root namespace is
+// ignored. Where two policies share a scope the oldest (creationTimestamp, a missing one
+// counting as oldest, then name) wins. Thread: any.
 
 #include <cstdint>
 #include <map>

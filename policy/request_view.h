@@ -46,7 +46,21 @@ struct RequestView {
   const IpAddress& effectiveRemoteIp() const {
     return remote_ip.known() ? remote_ip : source_ip;
   }
+  // A request header by name, case-insensitively. The pseudo-headers ":authority" (also
+  // "host"), ":method" and ":path" (with its query) read the fields above, as Envoy's header
+  // matchers see them.
   std::optional<std::string_view> header(std::string_view name) const {
+    if (protocol == Protocol::kHttp) {
+      if (equalsIgnoreCase(name, ":authority") || equalsIgnoreCase(name, "host")) {
+        return host;
+      }
+      if (equalsIgnoreCase(name, ":method")) {
+        return method;
+      }
+      if (equalsIgnoreCase(name, ":path")) {
+        return path;
+      }
+    }
     for (const HeaderView& h : headers) {
       if (equalsIgnoreCase(h.name, name)) {
         return h.value;

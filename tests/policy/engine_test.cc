@@ -695,6 +695,18 @@ TEST(EngineTest, ConditionPeerAndSni) {
        http().sni("web.foo.svc"), kDeny},
       {"connection.sni notValues: none matches",
        allowWhen("{key: connection.sni, notValues: [web.foo.svc]}"), http(), kAllow, "allow", 0},
+      // source.serviceAccount (Istio 1.26): the serviceAccounts regex, the policy namespace
+      // when the value has no "ns/" part.
+      {"source.serviceAccount: name", allowWhen("{key: source.serviceAccount, values: [sleep]}"),
+       http().peer(kSleep), kAllow, "allow", 0},
+      {"source.serviceAccount: other namespace",
+       allowWhen("{key: source.serviceAccount, values: [sleep]}"),
+       http().peer("spiffe://cluster.local/ns/bar/sa/sleep"), kDeny},
+      {"source.serviceAccount: ns/name",
+       allowWhen("{key: source.serviceAccount, values: [bar/client]}"), tcp().peer(kClient),
+       kAllow, "allow", 0},
+      {"source.serviceAccount notValues: plaintext peer matches",
+       allowWhen("{key: source.serviceAccount, notValues: [sleep]}"), http(), kAllow, "allow", 0},
   });
 }
 

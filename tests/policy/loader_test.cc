@@ -479,6 +479,13 @@ TEST(LoaderTest, WhenErrors) {
        "test.yaml:9:12: deprecated attribute destination.name: only supported in v1alpha1"},
       {"destination user", cond + "destination.user\n      values: [\"x\"]\n",
        "test.yaml:9:12: deprecated attribute destination.user: only supported in v1alpha1"},
+      {"experimental request key",
+       cond + "request.experimental.inline.headers[x]\n      values: [\"x\"]\n",
+       "test.yaml:9:12: condition key \"request.experimental.inline.headers[x]\" in "
+       "spec.rules[0].when[0] is not supported"},
+      {"bad source.serviceAccount", cond + "source.serviceAccount\n      values: [\"a/b/c\"]\n",
+       "test.yaml:10:16: bad service account \"a/b/c\" in spec.rules[0].when[0].values "
+       "(expected \"name\" or \"namespace/name\", no wildcards)"},
       {"unknown key", cond + "source.foo\n      values: [\"x\"]\n",
        "test.yaml:9:12: unknown condition key \"source.foo\" in spec.rules[0].when[0]"},
       {"keys are case-sensitive", cond + "Source.IP\n      values: [\"10.0.0.1\"]\n",
@@ -912,9 +919,10 @@ TEST(LoaderTest, DefaultsAndEmptySpec) {
     EXPECT_FALSE(ap.dry_run);
   }
 
+  // `rules: []` is no rules (Istio's Rules == nil): an ALLOW policy that allows nothing.
   LoadResult empty_rules = load(kApHead + "spec:\n  rules: []\n");
   ASSERT_TRUE(empty_rules.ok()) << empty_rules.errorText();
-  EXPECT_TRUE(empty_rules.bundle.authorization_policies[0].has_rules);
+  EXPECT_FALSE(empty_rules.bundle.authorization_policies[0].has_rules);
   EXPECT_TRUE(empty_rules.bundle.authorization_policies[0].rules.empty());
 
   LoadResult deny_all = load(kApHead + "spec:\n  action: DENY\n  rules:\n  - {}\n");
@@ -965,8 +973,8 @@ TEST(LoaderTest, Warnings) {
        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: p\n"
        "  annotations:\n    istio.io/dry-run: \"true\"\nspec:\n  action: AUDIT\n  rules:\n"
        "  - {}\n",
-       "test.yaml:4:3: warning: istio.io/dry-run has no effect on an AUDIT policy, which never "
-       "changes a decision"},
+       "test.yaml:4:3: warning: istio.io/dry-run on an AUDIT policy turns it off: it records "
+       "nothing (an AUDIT policy never changes a decision anyway)"},
   };
   for (const Row& row : rows) {
     SCOPED_TRACE(row.name);
