@@ -71,6 +71,30 @@ nlohmann::json matchJson(const policy::MatchRef& m) {
           {"location", policy::formatMark(p.rules[static_cast<std::size_t>(m.rule)].mark)}};
 }
 
+// Why each rule of the ALLOW policies failed: the answer to "why was this denied?" when no
+// ALLOW policy matched.
+struct RuleExplanation {
+  const policy::CompiledPolicy* policy;
+  int rule;
+  bool dropped_on_tcp;
+  std::vector<std::string> mismatches;
+};
+
+std::vector<RuleExplanation> explainAllow(const policy::WorkloadAuthz& authz,
+                                          const policy::RequestView& req) {
+  std::vector<RuleExplanation> out;
+  for (const policy::CompiledPolicy* p : authz.allow()) {
+    for (std::size_t i = 0; i < p->rules.size(); ++i) {
+      const policy::CompiledRule& rule = p->rules[i];
+      const bool dropped = req.protocol == policy::Protocol::kTcp && rule.tcp == nullptr;
+      out.push_back(RuleExplanation{p, static_cast<int>(i), dropped,
+                                    dropped ? std::vector<std::string>{}
+                                            : rule.mismatches(req)});
+    }
+  }
+  return out;
+}
+
 std::string names(const std::vector<const policy::CompiledPolicy*>& list) {
   std::string out;
   for (const auto* p : list) {
@@ -212,6 +236,18 @@ int checkRun(const Args& args, Io& io) {
     // A refused plaintext peer never reaches authorization: nothing audited, no dry run.
     j["audit"] = refused_plaintext ? nlohmann::json(nullptr) : matchJson(d.audit);
     j["mtlsMode"] = policy::mtlsModeName(mode);
+    if (!refused_plaintext && d.reason == policy::DecisionReason::kNoAllowMatched) {
+      nlohmann::json rules = nlohmann::json::array();
+      for (const RuleExplanation& e : explainAllow(authz, req)) {
+        rules.push_back({{"namespace", e.policy->ns},
+                         {"name", e.policy->name},
+                         {"rule", e.rule},
+                         {"location", policy::formatMark(e.policy->rules[e.rule].mark)},
+                         {"droppedOnTcp", e.dropped_on_tcp},
+                         {"mismatches", e.mismatches}});
+      }
+      j["allowRulesNotMatched"] = rules;
+    }
     if (d.has_dry_run && !refused_plaintext) {
       j["dryRun"] = {{"decision", policy::verdictName(d.dry_run_verdict)},
                      {"reason", policy::decisionReasonName(d.dry_run_reason)},
@@ -247,6 +283,20 @@ int checkRun(const Args& args, Io& io) {
       break;
     case policy::DecisionReason::kNoAllowMatched:
       io.out << "decided by: no ALLOW policy matched (" << names(authz.allow()) << ")\n";
+      for (const RuleExplanation& e : explainAllow(authz, req)) {
+        io.out << "  " << policyId(*e.policy) << " rule " << e.rule << " ("
+               << policy::formatMark(e.policy->rules[e.rule].mark) << "): ";
+        if (e.dropped_on_tcp) {
+          io.out << "dropped for TCP traffic (uses HTTP-only fields)\n";
+          continue;
+        }
+        std::string list;
+        for (const std::string& m : e.mismatches) {
+          list += (list.empty() ? "" : ", ") + m;
+        }
+        io.out << (list.empty() ? std::string("matched no entry") : "not matched: " + list)
+               << "\n";
+      }
       break;
   }
   if (d.audit) {
@@ -263,18 +313,6 @@ int checkRun(const Args& args, Io& io) {
       io.out << ", " << policy::decisionReasonName(d.dry_run_reason);
     }
     io.out << "\n";
-  }
-  if (tcp && !authz.allow().empty()) {
-    std::size_t dropped = 0;
-    for (const auto* p : authz.allow()) {
-      for (const auto& r : p->rules) {
-        dropped += r.tcp == nullptr;
-      }
-    }
-    if (dropped > 0) {
-      io.out << "note: " << dropped
-             << " ALLOW rule(s) use HTTP-only fields and are dropped for TCP traffic\n";
-    }
   }
   return verdict == Verdict::kAllow ? kExitOk : kExitNegative;
 }

@@ -42,29 +42,34 @@ bool isHttpOnlyConditionKey(std::string_view key) {
 
 // Builds one rule's matcher. `for_tcp` drops HTTP-only attributes; the caller has already
 // dropped ALLOW rules that use them.
+// Every field's leaf matcher is also recorded in `parts` under the name the policy gives it
+// ("from[0].source.principals"), for explanations.
 class RuleCompiler {
  public:
-  RuleCompiler(std::string_view policy_ns, bool for_tcp)
-      : policy_ns_(policy_ns), for_tcp_(for_tcp) {}
+  RuleCompiler(std::string_view policy_ns, bool for_tcp, std::vector<RulePart>& parts)
+      : policy_ns_(policy_ns), for_tcp_(for_tcp), parts_(parts) {}
 
   MatcherPtr compile(const Rule& rule) {
     std::vector<MatcherPtr> all;
     if (!rule.from.empty()) {
       std::vector<MatcherPtr> any;
-      for (const Source& s : rule.from) {
-        any.push_back(source(s));
+      for (std::size_t i = 0; i < rule.from.size(); ++i) {
+        prefix_ = "from[" + std::to_string(i) + "].source.";
+        any.push_back(source(rule.from[i]));
       }
       all.push_back(orOf(std::move(any)));
     }
     if (!rule.to.empty()) {
       std::vector<MatcherPtr> any;
-      for (const Operation& o : rule.to) {
-        any.push_back(operation(o));
+      for (std::size_t i = 0; i < rule.to.size(); ++i) {
+        prefix_ = "to[" + std::to_string(i) + "].operation.";
+        any.push_back(operation(rule.to[i]));
       }
       all.push_back(orOf(std::move(any)));
     }
-    for (const Condition& c : rule.when) {
-      if (MatcherPtr m = condition(c)) {
+    for (std::size_t i = 0; i < rule.when.size(); ++i) {
+      prefix_ = "when[" + std::to_string(i) + "]";
+      if (MatcherPtr m = condition(rule.when[i])) {
         all.push_back(std::move(m));
       }
     }
@@ -88,20 +93,26 @@ class RuleCompiler {
     return std::make_unique<OrMatcher>(std::move(any));
   }
 
-  // values -> leaf; notValues -> Not(leaf); both -> leaf AND Not(leaf).
+  // values -> leaf; notValues -> Not(leaf); both -> leaf AND Not(leaf). `name` is the
+  // field's name in the policy ("principals"); its negation is "notPrincipals".
   template <typename Make>
   void field(const Values& values, const Values& not_values, std::vector<MatcherPtr>& all,
-             Make make) {
+             const std::string& name, const std::string& not_name, Make make) {
     if (!values.empty()) {
       all.push_back(make(values));
+      parts_.push_back(RulePart{prefix_ + name, all.back().get()});
     }
     if (!not_values.empty()) {
       all.push_back(std::make_unique<NotMatcher>(make(not_values)));
+      parts_.push_back(RulePart{prefix_ + not_name, all.back().get()});
     }
   }
   template <typename Make>
-  void field(const Field& f, std::vector<MatcherPtr>& all, Make make) {
-    field(f.values, f.not_values, all, make);
+  void field(const Field& f, std::vector<MatcherPtr>& all, const std::string& name,
+             Make make) {
+    std::string not_name = "not" + name;
+    not_name[3] = static_cast<char>(not_name[3] - 'a' + 'A');
+    field(f.values, f.not_values, all, name, not_name, make);
   }
 
   MatcherPtr principals(const Values& v) { return std::make_unique<PrincipalMatcher>(texts(v)); }
@@ -115,13 +126,13 @@ class RuleCompiler {
 
   MatcherPtr source(const Source& s) {
     std::vector<MatcherPtr> all;
-    field(s.principals, all, [&](const Values& v) { return principals(v); });
-    field(s.namespaces, all, [&](const Values& v) { return namespaces(v); });
-    field(s.service_accounts, all, [&](const Values& v) -> MatcherPtr {
+    field(s.principals, all, "principals", [&](const Values& v) { return principals(v); });
+    field(s.namespaces, all, "namespaces", [&](const Values& v) { return namespaces(v); });
+    field(s.service_accounts, all, "serviceAccounts", [&](const Values& v) -> MatcherPtr {
       return std::make_unique<ServiceAccountMatcher>(texts(v), policy_ns_);
     });
-    field(s.ip_blocks, all, [&](const Values& v) { return ips(IpMatcher::Which::kSource, v); });
-    field(s.remote_ip_blocks, all,
+    field(s.ip_blocks, all, "ipBlocks", [&](const Values& v) { return ips(IpMatcher::Which::kSource, v); });
+    field(s.remote_ip_blocks, all, "remoteIpBlocks",
           [&](const Values& v) { return ips(IpMatcher::Which::kRemote, v); });
     return andOf(std::move(all));
   }
@@ -130,11 +141,11 @@ class RuleCompiler {
     using A = AttributeMatcher::Attribute;
     std::vector<MatcherPtr> all;
     if (!for_tcp_) {
-      field(o.hosts, all, [&](const Values& v) { return attribute(A::kHost, v); });
-      field(o.methods, all, [&](const Values& v) { return attribute(A::kMethod, v); });
-      field(o.paths, all, [&](const Values& v) { return attribute(A::kPath, v); });
+      field(o.hosts, all, "hosts", [&](const Values& v) { return attribute(A::kHost, v); });
+      field(o.methods, all, "methods", [&](const Values& v) { return attribute(A::kMethod, v); });
+      field(o.paths, all, "paths", [&](const Values& v) { return attribute(A::kPath, v); });
     }
-    field(o.ports, all, [&](const Values& v) -> MatcherPtr {
+    field(o.ports, all, "ports", [&](const Values& v) -> MatcherPtr {
       return std::make_unique<PortMatcher>(ports(v));
     });
     return andOf(std::move(all));
@@ -148,7 +159,9 @@ class RuleCompiler {
       return nullptr;
     }
     std::vector<MatcherPtr> all;
-    auto add = [&](auto make) { field(c.values, c.not_values, all, make); };
+    auto add = [&](auto make) {
+      field(c.values, c.not_values, all, " (" + k + ")", " (" + k + ", notValues)", make);
+    };
     if (k == "source.ip") {
       add([&](const Values& v) { return ips(IpMatcher::Which::kSource, v); });
     } else if (k == "remote.ip") {
@@ -177,6 +190,8 @@ class RuleCompiler {
 
   std::string_view policy_ns_;
   bool for_tcp_;
+  std::vector<RulePart>& parts_;
+  std::string prefix_;
 };
 
 }  // namespace
@@ -211,6 +226,40 @@ int CompiledPolicy::firstMatchingRule(const RequestView& r) const {
   return -1;
 }
 
+std::vector<std::string> CompiledRule::mismatches(const RequestView& r) const {
+  const std::vector<RulePart>& parts = r.protocol == Protocol::kTcp ? tcp_parts : http_parts;
+  // Entries of `from` (and of `to`) are ORed: when one entry matches whole, the failures of
+  // its siblings explain nothing. An entry is named by the text up to "]".
+  auto entry = [](const std::string& name) { return name.substr(0, name.find(']') + 1); };
+  std::map<std::string, bool> entry_fails;  // "from[0]" -> some field failed
+  std::vector<const RulePart*> failed;
+  for (const RulePart& part : parts) {
+    const bool fails = !part.matcher->matches(r);
+    entry_fails[entry(part.name)] |= fails;
+    if (fails) {
+      failed.push_back(&part);
+    }
+  }
+  auto section_matched = [&](std::string_view section) {
+    for (const auto& [name, fails] : entry_fails) {
+      if (name.starts_with(section) && !fails) {
+        return true;
+      }
+    }
+    return false;
+  };
+  const bool from_ok = section_matched("from[");
+  const bool to_ok = section_matched("to[");
+  std::vector<std::string> out;
+  for (const RulePart* part : failed) {
+    if ((from_ok && part->name.starts_with("from[")) || (to_ok && part->name.starts_with("to["))) {
+      continue;
+    }
+    out.push_back(part->name);
+  }
+  return out;
+}
+
 bool CompiledPolicy::selects(const std::map<std::string, std::string>& labels) const {
   for (const auto& [k, v] : match_labels) {
     auto it = labels.find(k);
@@ -239,12 +288,12 @@ std::shared_ptr<const PolicySet> PolicySet::compile(const PolicyBundle& bundle,
     for (const Rule& rule : ap.rules) {
       CompiledRule cr;
       cr.mark = rule.mark;
-      cr.http = RuleCompiler(p->ns, /*for_tcp=*/false).compile(rule);
+      cr.http = RuleCompiler(p->ns, /*for_tcp=*/false, cr.http_parts).compile(rule);
       // "Return the error as-is for allow policy. This will make all rules in the current
       // permission ignored, effectively result in a smaller allow policy" (Istio's authz
       // model); DENY and AUDIT ignore the HTTP-only attributes instead, matching more.
       if (ap.action != Action::kAllow || !ruleUsesHttpOnlyFields(rule)) {
-        cr.tcp = RuleCompiler(p->ns, /*for_tcp=*/true).compile(rule);
+        cr.tcp = RuleCompiler(p->ns, /*for_tcp=*/true, cr.tcp_parts).compile(rule);
       }
       p->rules.push_back(std::move(cr));
     }

@@ -19,10 +19,23 @@
 
 namespace palisade::policy {
 
+// One field of a rule as compiled ("from[0].source.principals", "when[1] (source.ip)"),
+// pointing into the rule's matcher tree. Used to explain decisions, never on the hot path.
+struct RulePart {
+  std::string name;
+  const Matcher* matcher;
+};
+
 struct CompiledRule {
   Mark mark;  // where the rule stands in its file
   MatcherPtr http;
   MatcherPtr tcp;  // nullptr: the rule is dropped for TCP traffic
+  std::vector<RulePart> http_parts;
+  std::vector<RulePart> tcp_parts;
+
+  // The fields of this rule that do not match `r` (empty when it matches, or when it is
+  // dropped for TCP: check `tcp` first). Allocates; for explanations only.
+  std::vector<std::string> mismatches(const RequestView& r) const;
 };
 
 struct CompiledPolicy {

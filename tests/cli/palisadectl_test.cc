@@ -1294,3 +1294,45 @@ TEST(PalisadectlTest, UnknownRootFlag_ExitsTwo) {
 
 }  // namespace
 }  // namespace palisade::cli
+
+namespace palisade::cli {
+namespace {
+
+// "Why was this denied?": with no ALLOW policy matching, every ALLOW rule is listed with the
+// fields the request failed, as the policy names them.
+TEST(PalisadectlTest, AuthzCheck_NoAllowMatched_ExplainsEachRule) {
+  RunResult r = run(examplesCheck({"--workload-namespace", "foo", "--workload-labels",
+                                   "app=httpbin", "--source",
+                                   "spiffe://cluster.local/ns/foo/sa/sleep", "--method", "POST",
+                                   "--path", "/post", "--port", "8000"}));
+  EXPECT_EQ(r.exit_code, 1) << r.dump();
+  EXPECT_EQ(firstLine(r.out), "DENY");
+  EXPECT_THAT(r.out, HasSubstr("decided by: no ALLOW policy matched (foo/httpbin)"));
+  EXPECT_THAT(r.out, HasSubstr("foo/httpbin rule 0 (" + std::string(PALISADE_SOURCE_DIR) +
+                               "/deploy/examples/httpbin.yaml:13:5): not matched: "
+                               "to[0].operation.methods, to[0].operation.paths\n"));
+  EXPECT_THAT(r.out, HasSubstr("foo/httpbin rule 1 (" + std::string(PALISADE_SOURCE_DIR) +
+                               "/deploy/examples/httpbin.yaml:20:5): not matched: "
+                               "from[0].source.principals, when[0] "
+                               "(request.headers[x-api-version])\n"));
+}
+
+TEST(PalisadectlTest, AuthzCheckJson_NoAllowMatched_ListsMismatchesAndTcpDrops) {
+  RunResult r = run(examplesCheck({"--workload-namespace", "foo", "--workload-labels",
+                                   "app=httpbin", "--source",
+                                   "spiffe://cluster.local/ns/foo/sa/sleep", "--tcp", "--port",
+                                   "9000", "--output", "json"}));
+  EXPECT_EQ(r.exit_code, 1) << r.dump();
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  ASSERT_TRUE(j.contains("allowRulesNotMatched")) << r.out;
+  const auto& rules = j["allowRulesNotMatched"];
+  ASSERT_EQ(rules.size(), 2u) << r.out;
+  for (const auto& rule : rules) {
+    EXPECT_EQ(rule["name"], "httpbin");
+    EXPECT_EQ(rule["droppedOnTcp"], true);
+    EXPECT_TRUE(rule["mismatches"].empty());
+  }
+}
+
+}  // namespace
+}  // namespace palisade::cli

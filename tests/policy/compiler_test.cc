@@ -203,3 +203,64 @@ TEST(CompilerTest, SelectsByLabelSubset) {
 
 }  // namespace
 }  // namespace palisade::policy
+
+namespace palisade::policy {
+namespace {
+
+// CompiledRule::mismatches names the fields of a rule that a request fails, as the policy
+// names them; an entry of `from` or `to` that matches whole silences its siblings.
+TEST(CompilerTest, MismatchesNameTheFailingFields) {
+  struct Row {
+    std::string name;
+    std::string rule;
+    Protocol protocol;
+    std::vector<std::string> want;
+  };
+  const std::vector<Row> rows = {
+      {"all match", "{from: [{source: {principals: [cluster.local/ns/foo/sa/sleep]}}]}",
+       Protocol::kHttp, {}},
+      {"principal fails", "{from: [{source: {principals: [cluster.local/ns/foo/sa/other]}}]}",
+       Protocol::kHttp, {"from[0].source.principals"}},
+      {"negated field named as written",
+       "{from: [{source: {notNamespaces: [foo]}}], to: [{operation: {notPaths: [/x]}}]}",
+       Protocol::kHttp, {"from[0].source.notNamespaces", "to[0].operation.notPaths"}},
+      {"several fields of one operation",
+       "{to: [{operation: {methods: [POST], paths: [/post], ports: [\"8000\"]}}]}",
+       Protocol::kHttp, {"to[0].operation.methods", "to[0].operation.paths"}},
+      {"a matching sibling entry silences the others",
+       "{to: [{operation: {methods: [POST]}}, {operation: {paths: [/x]}}], "
+       "when: [{key: source.ip, values: [192.168.0.0/16]}]}",
+       Protocol::kHttp, {"when[0] (source.ip)"}},
+      {"every entry fails: each is named",
+       "{from: [{source: {namespaces: [a]}}, {source: {namespaces: [b]}}]}", Protocol::kHttp,
+       {"from[0].source.namespaces", "from[1].source.namespaces"}},
+      {"condition notValues",
+       "{when: [{key: \"request.headers[x-env]\", notValues: [prod]}]}", Protocol::kHttp,
+       {"when[0] (request.headers[x-env], notValues)"}},
+      {"TCP drops HTTP fields of a DENY rule", "{to: [{operation: {methods: [POST], ports: [\"9\"]}}]}",
+       Protocol::kTcp, {"to[0].operation.ports"}},
+  };
+  static const SpiffeId peer = *SpiffeId::parse("spiffe://cluster.local/ns/foo/sa/sleep");
+  const HeaderView headers[] = {{"x-env", "prod"}};
+  for (const Row& row : rows) {
+    SCOPED_TRACE(row.name);
+    LoadResult loaded = load(policyYaml("{action: DENY, rules: [" + row.rule + "]}"));
+    auto set = PolicySet::compile(loaded.bundle);
+    ASSERT_EQ(set->inNamespace("foo").size(), 1u);
+    const CompiledRule& rule = set->inNamespace("foo")[0]->rules[0];
+    RequestView req;
+    req.protocol = row.protocol;
+    req.peer = &peer;
+    req.source_ip = *IpAddress::parse("10.1.2.3");
+    req.destination_port = 8000;
+    if (row.protocol == Protocol::kHttp) {
+      req.method = "GET";
+      req.path = "/x";
+      req.headers = headers;
+    }
+    EXPECT_EQ(rule.mismatches(req), row.want);
+  }
+}
+
+}  // namespace
+}  // namespace palisade::policy
