@@ -603,25 +603,39 @@ class FileLoader {
     }
   }
 
+  // `- source: {...}` and `- operation: {...}`: a list item whose one field wraps the mapping
+  // that matters. Calls body(mapping, key_mark, "where.field") when that mapping is there.
+  template <typename Body>
+  void wrapped(const YAML::Node& item, const Mark& at, const std::string& where,
+               std::string_view field, Mark& item_mark, Body body) {
+    item_mark = item.IsNull() ? at : mark(item);
+    if (!expectMap(item, at, where)) {
+      return;
+    }
+    const std::string inner = where + "." + std::string(field);
+    bool present = false;
+    forEachField(item, where, {field}, [&](const std::string&, const YAML::Node& v,
+                                           const Mark& key_at) {
+      present = true;
+      if (v.IsNull()) {
+        error(key_at, inner + " must not be null");
+        return;
+      }
+      if (!expectMap(v, key_at, inner)) {
+        return;
+      }
+      item_mark = key_at;
+      body(v, key_at, inner);
+    });
+    if (!present) {
+      error(item_mark, inner + " must not be null");
+    }
+  }
+
   Source source(const YAML::Node& item, const Mark& at, const std::string& where) {
     Source s;
-    s.mark = item.IsNull() ? at : mark(item);
-    if (!expectMap(item, at, where)) {
-      return s;
-    }
-    bool has_source = false;
-    forEachField(item, where, {"source"}, [&](const std::string&, const YAML::Node& v,
-                                              const Mark& key_at) {
-      has_source = true;
-      const std::string sw = where + ".source";
-      if (v.IsNull()) {
-        error(key_at, sw + " must not be null");
-        return;
-      }
-      if (!expectMap(v, key_at, sw)) {
-        return;
-      }
-      s.mark = key_at;
+    wrapped(item, at, where, "source", s.mark, [&](const YAML::Node& v, const Mark& key_at,
+                                                   const std::string& sw) {
       forEachField(
           v, sw,
           {"principals", "notPrincipals", "requestPrincipals", "notRequestPrincipals",
@@ -667,31 +681,13 @@ class FileLoader {
               "cannot set serviceAccounts with namespaces or principals in " + sw);
       }
     });
-    if (!has_source && item.IsMap()) {
-      error(s.mark, where + ".source must not be null");
-    }
     return s;
   }
 
   Operation operation(const YAML::Node& item, const Mark& at, const std::string& where) {
     Operation o;
-    o.mark = item.IsNull() ? at : mark(item);
-    if (!expectMap(item, at, where)) {
-      return o;
-    }
-    bool has_op = false;
-    forEachField(item, where, {"operation"}, [&](const std::string&, const YAML::Node& v,
-                                                 const Mark& key_at) {
-      has_op = true;
-      const std::string ow = where + ".operation";
-      if (v.IsNull()) {
-        error(key_at, ow + " must not be null");
-        return;
-      }
-      if (!expectMap(v, key_at, ow)) {
-        return;
-      }
-      o.mark = key_at;
+    wrapped(item, at, where, "operation", o.mark, [&](const YAML::Node& v, const Mark& key_at,
+                                                      const std::string& ow) {
       forEachField(v, ow,
                    {"hosts", "notHosts", "ports", "notPorts", "methods", "notMethods", "paths",
                     "notPaths"},
@@ -722,9 +718,6 @@ class FileLoader {
         error(key_at, ow + " must not be empty");
       }
     });
-    if (!has_op && item.IsMap()) {
-      error(o.mark, where + ".operation must not be null");
-    }
     return o;
   }
 

@@ -42,8 +42,10 @@ if [ "${SKIP_FUZZ:-0}" != 1 ]; then
     # New inputs go to a scratch corpus; the committed seeds are read-only inputs.
     scratch=$(mktemp -d)
     trap 'rm -rf "$scratch"' EXIT
+    dict=()
+    [ -f "tests/fuzz/$target.dict" ] && dict=(-dict="tests/fuzz/$target.dict")
     "build-fuzz/bin/${target}_fuzzer" -max_total_time="$seconds" -timeout=10 \
-      -rss_limit_mb=2048 -print_final_stats=1 \
+      -rss_limit_mb=2048 -print_final_stats=1 "${dict[@]}" \
       -artifact_prefix="$root/build-fuzz/artifacts/${target}-" \
       "$scratch" "tests/fuzz/corpus/$target" 2>&1 | tail -n 12
     rm -rf "$scratch"
