@@ -109,10 +109,12 @@ int checkRun(const Args& args, Io& io) {
            << "\"\nRun 'palisadectl authz check --help' for usage.\n";
     return kExitUsage;
   }
-  if (!args.has("policies") || !args.has("workload-namespace")) {
-    io.err << "Error: --policies and --workload-namespace are required\n"
-              "Run 'palisadectl authz check --help' for usage.\n";
-    return kExitUsage;
+  for (const char* required : {"policies", "workload-namespace"}) {
+    if (!args.has(required)) {
+      io.err << "Error: required flag --" << required << " is missing\n"
+             << "Run 'palisadectl authz check --help' for usage.\n";
+      return kExitUsage;
+    }
   }
   const std::string output = args.get("output", "text");
   if (output != "text" && output != "json") {

@@ -82,12 +82,16 @@ int runCommand(const Command& root, int argc, const char* const* argv, Io& io) {
   const Command* cmd = &root;
   std::string path = root.name;
   int i = 1;
+  bool asked_help_word = false;
   // Walk down the tree while the next word names a child.
   while (i < argc && !cmd->children.empty()) {
     std::string word = argv[i];
     if (word == "help") {
+      // "palisadectl help authz check" == "palisadectl authz help check"
+      //   == "palisadectl authz check --help"
+      asked_help_word = true;
       ++i;
-      continue;  // "palisadectl help authz" == "palisadectl authz --help"
+      continue;
     }
     auto it = std::find_if(cmd->children.begin(), cmd->children.end(),
                            [&](const Command& c) { return c.name == word; });
@@ -98,7 +102,6 @@ int runCommand(const Command& root, int argc, const char* const* argv, Io& io) {
     path += " " + cmd->name;
     ++i;
   }
-  const bool asked_help_word = i > 1 && std::string(argv[1]) == "help";
 
   Args args;
   for (; i < argc; ++i) {

@@ -1336,3 +1336,25 @@ TEST(PalisadectlTest, AuthzCheckJson_NoAllowMatched_ListsMismatchesAndTcpDrops) 
 
 }  // namespace
 }  // namespace palisade::cli
+
+namespace palisade::cli {
+namespace {
+
+TEST(PalisadectlTest, Help_HelpWordBetweenCommands_SameAsHelpFlag) {
+  RunResult word = run({"spiffe", "help", "parse"});
+  RunResult flag = run({"spiffe", "parse", "--help"});
+  EXPECT_EQ(word.exit_code, 0) << word.dump();
+  EXPECT_EQ(word.out, flag.out);
+}
+
+TEST(PalisadectlTest, AuthzCheck_MissingRequiredFlag_NamesIt) {
+  RunResult no_ns = run({"authz", "check", "--policies", "x.yaml"});
+  EXPECT_EQ(no_ns.exit_code, 2) << no_ns.dump();
+  EXPECT_THAT(no_ns.err, HasSubstr("required flag --workload-namespace is missing"));
+  RunResult no_policies = run({"authz", "check", "--workload-namespace", "foo"});
+  EXPECT_EQ(no_policies.exit_code, 2) << no_policies.dump();
+  EXPECT_THAT(no_policies.err, HasSubstr("required flag --policies is missing"));
+}
+
+}  // namespace
+}  // namespace palisade::cli
