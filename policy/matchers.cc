@@ -221,6 +221,15 @@ AttributeMatcher::AttributeMatcher(Attribute attribute, const std::vector<std::s
   // Hosts compare case-insensitively (Istio's HostMatcher); everything else exactly.
   const auto c = attribute == Attribute::kHost ? StringPattern::Case::kInsensitive
                                                : StringPattern::Case::kSensitive;
+  if (attribute == Attribute::kHeader) {
+    if (equalsIgnoreCase(header_name_, ":authority") || equalsIgnoreCase(header_name_, "host")) {
+      pseudo_ = Pseudo::kAuthority;
+    } else if (equalsIgnoreCase(header_name_, ":method")) {
+      pseudo_ = Pseudo::kMethod;
+    } else if (equalsIgnoreCase(header_name_, ":path")) {
+      pseudo_ = Pseudo::kPath;
+    }
+  }
   for (const std::string& v : values) {
     if (attribute == Attribute::kPath && PathTemplate::isTemplate(v)) {
       templates_.push_back(PathTemplate::compile(v));
@@ -254,6 +263,12 @@ bool AttributeMatcher::matches(const RequestView& r) const {
       any_requires_non_empty = true;
       break;
     case Attribute::kHeader: {
+      if (pseudo_ != Pseudo::kNone && r.protocol == Protocol::kHttp) {
+        value = pseudo_ == Pseudo::kAuthority ? r.host
+                : pseudo_ == Pseudo::kMethod  ? r.method
+                                              : r.path;
+        break;
+      }
       auto h = r.header(header_name_);
       present = h.has_value();
       value = h.value_or(std::string_view());

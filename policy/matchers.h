@@ -147,6 +147,9 @@ class AttributeMatcher final : public Matcher {
  private:
   Attribute attribute_;
   std::string header_name_;
+  // For kHeader: a pseudo-header (":authority"/"host", ":method", ":path") read straight
+  // from the request's fields, decided once here rather than per request.
+  enum class Pseudo : std::uint8_t { kNone, kAuthority, kMethod, kPath } pseudo_ = Pseudo::kNone;
   std::vector<StringPattern> patterns_;
   std::vector<PathTemplate> templates_;  // kPath only
 };
