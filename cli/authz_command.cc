@@ -339,7 +339,8 @@ int validateRun(const Args& args, Io& io) {
     (d.severity == policy::Diagnostic::Severity::kError ? errors : warnings)++;
   }
   if (errors > 0) {
-    io.err << errors << " error(s), " << warnings << " warning(s)\n";
+    // stderr holds only file:line:col diagnostics; the count goes to stdout.
+    io.out << path << ": " << errors << " error(s), " << warnings << " warning(s)\n";
     return kExitUsage;
   }
   io.out << path << ": " << loaded.bundle.authorization_policies.size()
