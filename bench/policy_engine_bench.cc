@@ -90,9 +90,10 @@ std::string unrelatedPolicy(int i) {
   std::string ns = i % 10 == 0 ? "foo" : "ns-" + std::to_string(i % 1000);
   std::string app = "app-" + std::to_string(i);
   return "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p-" +
-         std::to_string(i) + ", namespace: " + ns + "}\nspec:\n  selector: {matchLabels: {app: " +
-         app + "}}\n  rules:\n  - from: [{source: {principals: [\"cluster.local/ns/" + ns +
-         "/sa/" + app + "\"]}}]\n    to: [{operation: {methods: [\"GET\"], paths: [\"/v1/*\"]}}]\n";
+         std::to_string(i) + ", namespace: " + ns +
+         "}\nspec:\n  selector: {matchLabels: {app: " + app +
+         "}}\n  rules:\n  - from: [{source: {principals: [\"cluster.local/ns/" + ns + "/sa/" + app +
+         "\"]}}]\n    to: [{operation: {methods: [\"GET\"], paths: [\"/v1/*\"]}}]\n";
 }
 
 std::string policies(int total) {
@@ -118,8 +119,8 @@ void decision(benchmark::State& state, Protocol protocol) {
   auto set = compiled(static_cast<int>(state.range(0)));
   WorkloadAuthz authz(set, Workload{"foo", {{"app", "httpbin"}, {"version", "v1"}}});
   static const SpiffeId peer = *SpiffeId::parse("spiffe://cluster.local/ns/foo/sa/sleep");
-  const HeaderView headers[] = {{"user-agent", "curl/7.88.1"}, {"accept", "*/*"},
-                                {"x-env", "prod"}};
+  const HeaderView headers[] = {
+      {"user-agent", "curl/7.88.1"}, {"accept", "*/*"}, {"x-env", "prod"}};
   RequestView req;
   req.protocol = protocol;
   req.peer = &peer;

@@ -88,8 +88,7 @@ std::vector<RuleExplanation> explainAllow(const policy::WorkloadAuthz& authz,
       const policy::CompiledRule& rule = p->rules[i];
       const bool dropped = req.protocol == policy::Protocol::kTcp && rule.tcp == nullptr;
       out.push_back(RuleExplanation{p, static_cast<int>(i), dropped,
-                                    dropped ? std::vector<std::string>{}
-                                            : rule.mismatches(req)});
+                                    dropped ? std::vector<std::string>{} : rule.mismatches(req)});
     }
   }
   return out;
@@ -264,10 +263,11 @@ int checkRun(const Args& args, Io& io) {
 
   io.out << policy::verdictName(verdict) << "\n";
   if (refused_plaintext) {
-    const policy::PeerAuthentication* from =
-        mtls.workload ? mtls.workload : mtls.ns ? mtls.ns : mtls.mesh;
-    io.out << "decided by: PeerAuthentication " << from->metadata.ns << "/"
-           << from->metadata.name << " (mTLS STRICT, " << policy::formatMark(from->mark)
+    const policy::PeerAuthentication* from = mtls.workload ? mtls.workload
+                                             : mtls.ns     ? mtls.ns
+                                                           : mtls.mesh;
+    io.out << "decided by: PeerAuthentication " << from->metadata.ns << "/" << from->metadata.name
+           << " (mTLS STRICT, " << policy::formatMark(from->mark)
            << "): a plaintext peer (no --source) is refused before authorization\n";
     return kExitNegative;
   }
@@ -279,8 +279,7 @@ int checkRun(const Args& args, Io& io) {
     case policy::DecisionReason::kNoAllowPolicies:
       io.out << "decided by: no ALLOW policy selects workload in namespace " << workload.ns
              << (authz.deny().empty() ? " and no DENY policy either"
-                                      : "; no DENY policy matched (" + names(authz.deny()) +
-                                            ")")
+                                      : "; no DENY policy matched (" + names(authz.deny()) + ")")
              << "\n";
       break;
     case policy::DecisionReason::kNoAllowMatched:
@@ -296,8 +295,7 @@ int checkRun(const Args& args, Io& io) {
         for (const std::string& m : e.mismatches) {
           list += (list.empty() ? "" : ", ") + m;
         }
-        io.out << (list.empty() ? std::string("matched no entry") : "not matched: " + list)
-               << "\n";
+        io.out << (list.empty() ? std::string("matched no entry") : "not matched: " + list) << "\n";
       }
       break;
   }
@@ -343,9 +341,8 @@ int validateRun(const Args& args, Io& io) {
     io.out << path << ": " << errors << " error(s), " << warnings << " warning(s)\n";
     return kExitUsage;
   }
-  io.out << path << ": " << loaded.bundle.authorization_policies.size()
-         << " AuthorizationPolicy, " << loaded.bundle.peer_authentications.size()
-         << " PeerAuthentication: valid";
+  io.out << path << ": " << loaded.bundle.authorization_policies.size() << " AuthorizationPolicy, "
+         << loaded.bundle.peer_authentications.size() << " PeerAuthentication: valid";
   if (warnings > 0) {
     io.out << " (" << warnings << " warning(s))";
   }
@@ -359,8 +356,7 @@ Command authzCommand() {
   Command check;
   check.name = "check";
   check.summary = "Decide offline whether a connection or request would be allowed";
-  check.usage =
-      "palisadectl authz check --policies FILE_OR_DIR --workload-namespace NS [flags]";
+  check.usage = "palisadectl authz check --policies FILE_OR_DIR --workload-namespace NS [flags]";
   check.long_help =
       "Evaluate Istio AuthorizationPolicies (and PeerAuthentication) for one workload\n"
       "and one connection or HTTP request, exactly as the sidecar would, without a mesh.\n\n"
@@ -381,7 +377,8 @@ Command authzCommand() {
       {"policies", "FILE_OR_DIR", "policy file or directory of YAML manifests (required)"},
       {"workload-namespace", "NS", "namespace of the workload receiving the traffic (required)"},
       {"workload-labels", "k=v,...", "labels of the workload, for policy selectors"},
-      {"root-namespace", "NS", "root namespace whose policies apply mesh-wide (default istio-system)"},
+      {"root-namespace", "NS",
+       "root namespace whose policies apply mesh-wide (default istio-system)"},
       {"source", "SPIFFE_ID", "the peer's SPIFFE ID; omit for a plaintext peer"},
       {"source-ip", "IP", "the peer's address (ipBlocks, source.ip)"},
       {"remote-ip", "IP", "the original client's address (remoteIpBlocks); default --source-ip"},

@@ -44,8 +44,7 @@ void printHelp(const Command& cmd, const std::string& path, std::ostream& out) {
       width = std::max(width, c.name.size());
     }
     for (const Command& c : cmd.children) {
-      out << "  " << c.name << std::string(width + 3 - c.name.size(), ' ') << c.summary
-          << "\n";
+      out << "  " << c.name << std::string(width + 3 - c.name.size(), ' ') << c.summary << "\n";
     }
   }
   out << "\nFlags:\n";
@@ -127,8 +126,7 @@ int runCommand(const Command& root, int argc, const char* const* argv, Io& io) {
       }
       const FlagSpec* spec = findFlag(*cmd, name);
       if (spec == nullptr) {
-        io.err << "Error: unknown flag: --" << name << "\nRun '" << path
-               << " --help' for usage.\n";
+        io.err << "Error: unknown flag: --" << name << "\nRun '" << path << " --help' for usage.\n";
         return kExitUsage;
       }
       if (!spec->value.empty() && !has_value) {

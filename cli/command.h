@@ -13,8 +13,8 @@
 namespace palisade::cli {
 
 struct FlagSpec {
-  std::string name;      // without "--"
-  std::string value;     // placeholder shown in help ("FILE"); empty for a boolean flag
+  std::string name;   // without "--"
+  std::string value;  // placeholder shown in help ("FILE"); empty for a boolean flag
   std::string help;
   bool repeated = false;
 };
@@ -37,10 +37,10 @@ struct Io {
 
 struct Command {
   std::string name;
-  std::string summary;     // one line, for the parent's list
-  std::string usage;       // "palisadectl spiffe parse ID"
-  std::string long_help;   // paragraphs
-  std::string examples;    // indented lines
+  std::string summary;    // one line, for the parent's list
+  std::string usage;      // "palisadectl spiffe parse ID"
+  std::string long_help;  // paragraphs
+  std::string examples;   // indented lines
   std::vector<FlagSpec> flags;
   std::vector<Command> children;
   // Runs the command; returns the exit code. Absent for a group of commands.

@@ -36,9 +36,7 @@ std::vector<std::uint16_t> ports(const Values& values) {
   return out;
 }
 
-bool isHttpOnlyConditionKey(std::string_view key) {
-  return key.starts_with("request.");
-}
+bool isHttpOnlyConditionKey(std::string_view key) { return key.starts_with("request."); }
 
 // Builds one rule's matcher. `for_tcp` drops HTTP-only attributes; the caller has already
 // dropped ALLOW rules that use them.
@@ -108,8 +106,7 @@ class RuleCompiler {
     }
   }
   template <typename Make>
-  void field(const Field& f, std::vector<MatcherPtr>& all, const std::string& name,
-             Make make) {
+  void field(const Field& f, std::vector<MatcherPtr>& all, const std::string& name, Make make) {
     std::string not_name = "not" + name;
     not_name[3] = static_cast<char>(not_name[3] - 'a' + 'A');
     field(f.values, f.not_values, all, name, not_name, make);
@@ -131,7 +128,8 @@ class RuleCompiler {
     field(s.service_accounts, all, "serviceAccounts", [&](const Values& v) -> MatcherPtr {
       return std::make_unique<ServiceAccountMatcher>(texts(v), policy_ns_);
     });
-    field(s.ip_blocks, all, "ipBlocks", [&](const Values& v) { return ips(IpMatcher::Which::kSource, v); });
+    field(s.ip_blocks, all, "ipBlocks",
+          [&](const Values& v) { return ips(IpMatcher::Which::kSource, v); });
     field(s.remote_ip_blocks, all, "remoteIpBlocks",
           [&](const Values& v) { return ips(IpMatcher::Which::kRemote, v); });
     return andOf(std::move(all));
@@ -145,9 +143,8 @@ class RuleCompiler {
       field(o.methods, all, "methods", [&](const Values& v) { return attribute(A::kMethod, v); });
       field(o.paths, all, "paths", [&](const Values& v) { return attribute(A::kPath, v); });
     }
-    field(o.ports, all, "ports", [&](const Values& v) -> MatcherPtr {
-      return std::make_unique<PortMatcher>(ports(v));
-    });
+    field(o.ports, all, "ports",
+          [&](const Values& v) -> MatcherPtr { return std::make_unique<PortMatcher>(ports(v)); });
     return andOf(std::move(all));
   }
 
@@ -301,10 +298,9 @@ std::shared_ptr<const PolicySet> PolicySet::compile(const PolicyBundle& bundle,
     set->policies_.push_back(std::move(p));
   }
   for (auto& [ns, list] : set->by_namespace_) {
-    std::stable_sort(list.begin(), list.end(),
-                     [](const CompiledPolicy* a, const CompiledPolicy* b) {
-                       return a->name < b->name;
-                     });
+    std::stable_sort(
+        list.begin(), list.end(),
+        [](const CompiledPolicy* a, const CompiledPolicy* b) { return a->name < b->name; });
   }
   return set;
 }

@@ -111,8 +111,7 @@ Decision WorkloadAuthz::evaluate(const RequestView& r) const {
     if (!dry_deny) {
       dry_allow = allow ? allow : firstMatch(dry_allow_, r);
     }
-    const Outcome shadow =
-        decide(dry_deny, !allow_.empty() || !dry_allow_.empty(), dry_allow);
+    const Outcome shadow = decide(dry_deny, !allow_.empty() || !dry_allow_.empty(), dry_allow);
     d.has_dry_run = true;
     d.dry_run_verdict = shadow.verdict;
     d.dry_run_reason = shadow.reason;

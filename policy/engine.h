@@ -24,10 +24,10 @@ enum class Verdict : std::uint8_t { kAllow, kDeny };
 const char* verdictName(Verdict v);
 
 enum class DecisionReason : std::uint8_t {
-  kNoAllowPolicies,   // allowed: nothing denied and no ALLOW policy selects the workload
-  kAllowedByPolicy,   // allowed: an ALLOW policy matched
-  kDeniedByPolicy,    // denied: a DENY policy matched
-  kNoAllowMatched,    // denied: ALLOW policies exist and none matched
+  kNoAllowPolicies,  // allowed: nothing denied and no ALLOW policy selects the workload
+  kAllowedByPolicy,  // allowed: an ALLOW policy matched
+  kDeniedByPolicy,   // denied: a DENY policy matched
+  kNoAllowMatched,   // denied: ALLOW policies exist and none matched
 };
 
 const char* decisionReasonName(DecisionReason r);

@@ -73,9 +73,8 @@ bool parseV6(std::string_view s, std::array<std::uint8_t, 16>& out) {
     }
     // An IPv4 tail takes the last two groups.
     std::size_t next_colon = s.find(':', pos);
-    std::string_view piece = s.substr(pos, next_colon == std::string_view::npos
-                                               ? std::string_view::npos
-                                               : next_colon - pos);
+    std::string_view piece = s.substr(
+        pos, next_colon == std::string_view::npos ? std::string_view::npos : next_colon - pos);
     if (next_colon == std::string_view::npos && piece.find('.') != std::string_view::npos) {
       std::uint8_t v4[4];
       if (count > 6 || !parseV4(piece, v4)) {

@@ -17,8 +17,10 @@ void principalsWithScheme(const Values& values, std::vector<Diagnostic>& out) {
   for (const Value& v : values) {
     if (v.text.starts_with("spiffe://")) {
       warn(out, v.mark,
-           "principal \"" + v.text + "\" starts with spiffe:// and never matches: policies "
-           "name principals without the scheme, e.g. \"" + v.text.substr(9) + "\"");
+           "principal \"" + v.text +
+               "\" starts with spiffe:// and never matches: policies "
+               "name principals without the scheme, e.g. \"" +
+               v.text.substr(9) + "\"");
     }
   }
 }
@@ -29,15 +31,14 @@ void hostsWithoutPort(const Values& values, std::vector<Diagnostic>& out) {
     if (h == "*" || h.ends_with("*") || h.find(':') != std::string::npos) {
       continue;
     }
-    const bool paired = std::any_of(values.begin(), values.end(), [&](const Value& other) {
-      return other.text == h + ":*";
-    });
+    const bool paired = std::any_of(values.begin(), values.end(),
+                                    [&](const Value& other) { return other.text == h + ":*"; });
     if (paired) {
       continue;
     }
     warn(out, v.mark,
-         "host \"" + h + "\" does not match a Host header that carries a port, such as \"" +
-             h + ":8080\"; add \"" + h + ":*\" to match those too");
+         "host \"" + h + "\" does not match a Host header that carries a port, such as \"" + h +
+             ":8080\"; add \"" + h + ":*\" to match those too");
   }
 }
 
@@ -110,13 +111,13 @@ void authorizationPolicy(const AuthorizationPolicy& ap, std::vector<Diagnostic>&
     std::string field;
     const Mark* at = firstHttpOnlyMark(rule, &field);
     const Mark& where = at ? *at : rule.mark;
-    if ((ap.action == Action::kDeny || ap.action == Action::kAudit) &&
-        !restrictsPorts(rule)) {
+    if ((ap.action == Action::kDeny || ap.action == Action::kAudit) && !restrictsPorts(rule)) {
       warn(out, where,
-           std::string(actionName(ap.action)) + " policy " + id + " rule " +
-               std::to_string(i) + " uses HTTP-only field " + field +
+           std::string(actionName(ap.action)) + " policy " + id + " rule " + std::to_string(i) +
+               " uses HTTP-only field " + field +
                ", which plain TCP connections do not have; on TCP traffic it is ignored and "
-               "the rule " + (ap.action == Action::kDeny ? "denies" : "audits") +
+               "the rule " +
+               (ap.action == Action::kDeny ? "denies" : "audits") +
                " every TCP connection that matches the rest of it; restrict it with ports");
     } else if (ap.action == Action::kAllow) {
       ++dropped_on_tcp;
@@ -125,9 +126,10 @@ void authorizationPolicy(const AuthorizationPolicy& ap, std::vector<Diagnostic>&
   if (ap.action == Action::kAllow && !ap.rules.empty() &&
       dropped_on_tcp == static_cast<int>(ap.rules.size())) {
     warn(out, ap.metadata.mark.line ? ap.metadata.mark : ap.mark,
-         "ALLOW policy " + id + " uses HTTP-only fields in every rule; on plain TCP traffic "
-         "all its rules are dropped, so it allows no TCP connection to the workloads it "
-         "selects");
+         "ALLOW policy " + id +
+             " uses HTTP-only fields in every rule; on plain TCP traffic "
+             "all its rules are dropped, so it allows no TCP connection to the workloads it "
+             "selects");
   }
 }
 
@@ -144,17 +146,15 @@ std::vector<Diagnostic> lint(const PolicyBundle& bundle) {
       scopes;
   for (const PeerAuthentication& pa : bundle.peer_authentications) {
     const bool has_labels = pa.selector && !pa.selector->match_labels.empty();
-    auto key = std::make_tuple(pa.metadata.ns,
-                               has_labels ? pa.selector->match_labels
-                                          : std::map<std::string, std::string>{},
-                               has_labels);
+    auto key = std::make_tuple(
+        pa.metadata.ns,
+        has_labels ? pa.selector->match_labels : std::map<std::string, std::string>{}, has_labels);
     auto [it, inserted] = scopes.emplace(key, &pa);
     if (!inserted) {
       warn(out, pa.metadata.mark,
            "PeerAuthentication " + pa.metadata.ns + "/" + pa.metadata.name +
                " has the same scope as " + it->second->metadata.name + " (" +
-               formatMark(it->second->metadata.mark) +
-               "); only the oldest of them applies");
+               formatMark(it->second->metadata.mark) + "); only the oldest of them applies");
     }
   }
   return out;

@@ -94,9 +94,10 @@ class FileLoader {
     for (std::size_t pos = 0; pos <= text.size();) {
       std::size_t eol = text.find('\n', pos);
       std::size_t next = eol == std::string_view::npos ? text.size() + 1 : eol + 1;
-      std::string_view l = text.substr(pos, (eol == std::string_view::npos ? text.size() : eol) - pos);
-      const bool marker = l.starts_with("---") &&
-                          (l.size() == 3 || l[3] == ' ' || l[3] == '\t' || l[3] == '\r');
+      std::string_view l =
+          text.substr(pos, (eol == std::string_view::npos ? text.size() : eol) - pos);
+      const bool marker =
+          l.starts_with("---") && (l.size() == 3 || l[3] == ' ' || l[3] == '\t' || l[3] == '\r');
       if (marker && pos > chunk_begin) {
         document(text.substr(chunk_begin, pos - chunk_begin), chunk_line);
         chunk_begin = pos;
@@ -141,8 +142,7 @@ class FileLoader {
     out_.diagnostics.push_back(Diagnostic{Diagnostic::Severity::kError, m, std::move(message)});
   }
   void warning(const Mark& m, std::string message) {
-    out_.diagnostics.push_back(
-        Diagnostic{Diagnostic::Severity::kWarning, m, std::move(message)});
+    out_.diagnostics.push_back(Diagnostic{Diagnostic::Severity::kWarning, m, std::move(message)});
   }
 
   bool spend() {
@@ -295,8 +295,7 @@ class FileLoader {
                    });
       return;
     }
-    const bool security_api =
-        api == "security.istio.io/v1" || api == "security.istio.io/v1beta1";
+    const bool security_api = api == "security.istio.io/v1" || api == "security.istio.io/v1beta1";
     if (kind == "AuthorizationPolicy" && security_api) {
       authorizationPolicy(doc, api);
       return;
@@ -332,8 +331,8 @@ class FileLoader {
     forEachField(
         node, "metadata",
         {"name", "namespace", "labels", "annotations", "uid", "resourceVersion", "generation",
-         "creationTimestamp", "managedFields", "finalizers", "ownerReferences",
-         "generateName", "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds"},
+         "creationTimestamp", "managedFields", "finalizers", "ownerReferences", "generateName",
+         "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds"},
         [&](const std::string& key, const YAML::Node& v, const Mark& key_at) {
           if (key == "name") {
             if (auto s = scalar(v, key_at, "metadata.name")) {
@@ -373,21 +372,19 @@ class FileLoader {
     if (!expectMap(node, at, "spec.selector")) {
       return std::nullopt;
     }
-    forEachField(node, "spec.selector", {"matchLabels"},
-                 [&](const std::string&, const YAML::Node& v, const Mark& key_at) {
-                   sel.match_labels = stringMap(v, key_at, "spec.selector.matchLabels");
-                   for (const auto& [k, val] : sel.match_labels) {
-                     if (k.empty()) {
-                       error(key_at, "empty key is not supported in selector: \"" + k + "=" +
-                                         val + "\"");
-                     }
-                     if (k.find('*') != std::string::npos ||
-                         val.find('*') != std::string::npos) {
-                       error(key_at, "wildcard is not supported in selector: \"" + k + "=" +
-                                         val + "\"");
-                     }
-                   }
-                 });
+    forEachField(
+        node, "spec.selector", {"matchLabels"},
+        [&](const std::string&, const YAML::Node& v, const Mark& key_at) {
+          sel.match_labels = stringMap(v, key_at, "spec.selector.matchLabels");
+          for (const auto& [k, val] : sel.match_labels) {
+            if (k.empty()) {
+              error(key_at, "empty key is not supported in selector: \"" + k + "=" + val + "\"");
+            }
+            if (k.find('*') != std::string::npos || val.find('*') != std::string::npos) {
+              error(key_at, "wildcard is not supported in selector: \"" + k + "=" + val + "\"");
+            }
+          }
+        });
     if (sel.match_labels.empty()) {
       warning(at, "workload selector specified without labels: it selects every workload");
     }
@@ -400,24 +397,19 @@ class FileLoader {
     AuthorizationPolicy ap;
     ap.api_version = api;
     ap.mark = mark(doc);
-    bool has_spec = false;
-    forEachField(doc, "AuthorizationPolicy",
-                 {"apiVersion", "kind", "metadata", "spec", "status"},
+    forEachField(doc, "AuthorizationPolicy", {"apiVersion", "kind", "metadata", "spec", "status"},
                  [&](const std::string& key, const YAML::Node& v, const Mark& at) {
                    if (key == "metadata") {
                      ap.metadata = metadata(v, at, "AuthorizationPolicy");
                    } else if (key == "spec") {
-                     has_spec = true;
                      authzSpec(v, at, ap);
                    }
                  });
     if (!doc["metadata"]) {
       ap.metadata = metadata(YAML::Node(), ap.mark, "AuthorizationPolicy");
     }
-    if (!has_spec) {
-      // A policy without spec is `spec: {}`: ALLOW with no rules, i.e. allow nothing.
-      ap.action = Action::kAllow;
-    }
+    // A policy without spec is `spec: {}`: ALLOW (the default action) with no rules, which
+    // allows nothing.
     auto dry = ap.metadata.annotations.find(std::string(kDryRunAnnotation));
     if (dry != ap.metadata.annotations.end()) {
       // Istio reads the annotation with Go's strconv.ParseBool.
@@ -426,8 +418,9 @@ class FileLoader {
       if (kTrue.count(dry->second)) {
         ap.dry_run = true;
       } else if (!kFalse.count(dry->second)) {
-        error(ap.metadata.mark, "annotation istio.io/dry-run must be \"true\" or \"false\", got \"" +
-                                    dry->second + "\"");
+        error(ap.metadata.mark,
+              "annotation istio.io/dry-run must be \"true\" or \"false\", got \"" + dry->second +
+                  "\"");
       }
     }
     if (ap.action == Action::kAudit && ap.dry_run) {
@@ -446,57 +439,60 @@ class FileLoader {
       return;
     }
     bool custom = false;
-    forEachField(
-        spec, "AuthorizationPolicy.spec",
-        {"selector", "targetRef", "targetRefs", "action", "provider", "rules"},
-        [&](const std::string& key, const YAML::Node& v, const Mark& key_at) {
-          if (key == "selector") {
-            ap.selector = selector(v, key_at);
-          } else if (key == "targetRef" || key == "targetRefs") {
-            error(key_at, "spec." + key +
-                              " is not supported: palisade applies policies to workloads "
-                              "through spec.selector (waypoints and gateways by reference "
-                              "are not supported)");
-          } else if (key == "action") {
-            auto s = scalar(v, key_at, "spec.action");
-            if (!s) {
-              return;
-            }
-            ap.action_mark = mark(v);
-            if (*s == "ALLOW") {
-              ap.action = Action::kAllow;
-            } else if (*s == "DENY") {
-              ap.action = Action::kDeny;
-            } else if (*s == "AUDIT") {
-              ap.action = Action::kAudit;
-            } else if (*s == "CUSTOM") {
-              custom = true;
-              error(mark(v), "action CUSTOM is not supported (external authorization "
+    forEachField(spec, "AuthorizationPolicy.spec",
+                 {"selector", "targetRef", "targetRefs", "action", "provider", "rules"},
+                 [&](const std::string& key, const YAML::Node& v, const Mark& key_at) {
+                   if (key == "selector") {
+                     ap.selector = selector(v, key_at);
+                   } else if (key == "targetRef" || key == "targetRefs") {
+                     error(key_at, "spec." + key +
+                                       " is not supported: palisade applies policies to workloads "
+                                       "through spec.selector (waypoints and gateways by reference "
+                                       "are not supported)");
+                   } else if (key == "action") {
+                     auto s = scalar(v, key_at, "spec.action");
+                     if (!s) {
+                       return;
+                     }
+                     ap.action_mark = mark(v);
+                     if (*s == "ALLOW") {
+                       ap.action = Action::kAllow;
+                     } else if (*s == "DENY") {
+                       ap.action = Action::kDeny;
+                     } else if (*s == "AUDIT") {
+                       ap.action = Action::kAudit;
+                     } else if (*s == "CUSTOM") {
+                       custom = true;
+                       error(mark(v),
+                             "action CUSTOM is not supported (external authorization "
                              "providers are not available in palisade)");
-            } else {
-              error(mark(v), "unknown action \"" + *s + "\" (expected ALLOW, DENY or AUDIT)");
-            }
-          } else if (key == "provider") {
-            if (!custom) {
-              error(key_at, "spec.provider is only valid with action CUSTOM, which palisade "
-                            "does not support");
-            }
-          } else if (key == "rules") {
-            // `rules:` left empty or `rules: []` is no rules at all (Istio's Rules == nil).
-            ap.has_rules = v.IsSequence() && v.size() > 0;
-            if (v.IsNull()) {
-              return;
-            }
-            if (!v.IsSequence()) {
-              error(mark(v), "spec.rules must be a list");
-              return;
-            }
-            int i = 0;
-            for (const YAML::Node& r : v) {
-              ap.rules.push_back(rule(r, key_at, i++));
-            }
-          }
-        });
+                     } else {
+                       error(mark(v),
+                             "unknown action \"" + *s + "\" (expected ALLOW, DENY or AUDIT)");
+                     }
+                   } else if (key == "provider") {
+                     if (!custom) {
+                       error(key_at,
+                             "spec.provider is only valid with action CUSTOM, which palisade "
+                             "does not support");
+                     }
+                   } else if (key == "rules") {
+                     // `rules:` left empty or `rules: []` is no rules at all (Istio's Rules ==
+                     // nil).
+                     ap.has_rules = v.IsSequence() && v.size() > 0;
+                     if (v.IsNull()) {
+                       return;
+                     }
+                     if (!v.IsSequence()) {
+                       error(mark(v), "spec.rules must be a list");
+                       return;
+                     }
+                     int i = 0;
+                     for (const YAML::Node& r : v) {
+                       ap.rules.push_back(rule(r, key_at, i++));
+                     }
+                   }
+                 });
     // "DENY action without `rules` is meaningless as it will never be triggered" (Istio).
     if (ap.action == Action::kDeny && !ap.has_rules) {
       error(ap.action_mark.line ? ap.action_mark : at,
@@ -516,25 +512,23 @@ class FileLoader {
     if (!expectMap(node, at, where)) {
       return r;
     }
-    forEachField(node, where, {"from", "to", "when"},
-                 [&](const std::string& key, const YAML::Node& v, const Mark& key_at) {
-                   if (key == "from") {
-                     list(v, key_at, where + ".from", [&](const YAML::Node& item, int i) {
-                       r.from.push_back(source(item, key_at,
-                                               where + ".from[" + std::to_string(i) + "]"));
-                     });
-                   } else if (key == "to") {
-                     list(v, key_at, where + ".to", [&](const YAML::Node& item, int i) {
-                       r.to.push_back(
-                           operation(item, key_at, where + ".to[" + std::to_string(i) + "]"));
-                     });
-                   } else if (key == "when") {
-                     list(v, key_at, where + ".when", [&](const YAML::Node& item, int i) {
-                       r.when.push_back(
-                           condition(item, key_at, where + ".when[" + std::to_string(i) + "]"));
-                     });
-                   }
-                 });
+    forEachField(
+        node, where, {"from", "to", "when"},
+        [&](const std::string& key, const YAML::Node& v, const Mark& key_at) {
+          if (key == "from") {
+            list(v, key_at, where + ".from", [&](const YAML::Node& item, int i) {
+              r.from.push_back(source(item, key_at, where + ".from[" + std::to_string(i) + "]"));
+            });
+          } else if (key == "to") {
+            list(v, key_at, where + ".to", [&](const YAML::Node& item, int i) {
+              r.to.push_back(operation(item, key_at, where + ".to[" + std::to_string(i) + "]"));
+            });
+          } else if (key == "when") {
+            list(v, key_at, where + ".when", [&](const YAML::Node& item, int i) {
+              r.when.push_back(condition(item, key_at, where + ".when[" + std::to_string(i) + "]"));
+            });
+          }
+        });
     return r;
   }
 
@@ -593,9 +587,8 @@ class FileLoader {
       }
       auto slash = v.text.find('/');
       bool bad = v.text.find('*') != std::string::npos ||
-                 (slash != std::string::npos &&
-                  (slash == 0 || slash + 1 == v.text.size() ||
-                   v.text.find('/', slash + 1) != std::string::npos));
+                 (slash != std::string::npos && (slash == 0 || slash + 1 == v.text.size() ||
+                                                 v.text.find('/', slash + 1) != std::string::npos));
       if (bad) {
         error(v.mark, "bad service account \"" + v.text + "\" in " + where +
                           " (expected \"name\" or \"namespace/name\", no wildcards)");
@@ -614,19 +607,19 @@ class FileLoader {
     }
     const std::string inner = where + "." + std::string(field);
     bool present = false;
-    forEachField(item, where, {field}, [&](const std::string&, const YAML::Node& v,
-                                           const Mark& key_at) {
-      present = true;
-      if (v.IsNull()) {
-        error(key_at, inner + " must not be null");
-        return;
-      }
-      if (!expectMap(v, key_at, inner)) {
-        return;
-      }
-      item_mark = key_at;
-      body(v, key_at, inner);
-    });
+    forEachField(item, where, {field},
+                 [&](const std::string&, const YAML::Node& v, const Mark& key_at) {
+                   present = true;
+                   if (v.IsNull()) {
+                     error(key_at, inner + " must not be null");
+                     return;
+                   }
+                   if (!expectMap(v, key_at, inner)) {
+                     return;
+                   }
+                   item_mark = key_at;
+                   body(v, key_at, inner);
+                 });
     if (!present) {
       error(item_mark, inner + " must not be null");
     }
@@ -634,90 +627,90 @@ class FileLoader {
 
   Source source(const YAML::Node& item, const Mark& at, const std::string& where) {
     Source s;
-    wrapped(item, at, where, "source", s.mark, [&](const YAML::Node& v, const Mark& key_at,
-                                                   const std::string& sw) {
-      forEachField(
-          v, sw,
-          {"principals", "notPrincipals", "requestPrincipals", "notRequestPrincipals",
-           "namespaces", "notNamespaces", "serviceAccounts", "notServiceAccounts", "ipBlocks",
-           "notIpBlocks", "remoteIpBlocks", "notRemoteIpBlocks"},
-          [&](const std::string& key, const YAML::Node& fv, const Mark& fat) {
-            const std::string fw = sw + "." + key;
-            Values vals = stringList(fv, fat, fw);
-            auto put = [&](Field& f, bool negated) {
-              f.mark = f.mark.line ? f.mark : fat;
-              (negated ? f.not_values : f.values) = std::move(vals);
-            };
-            if (key == "principals") {
-              put(s.principals, false);
-            } else if (key == "notPrincipals") {
-              put(s.principals, true);
-            } else if (key == "requestPrincipals" || key == "notRequestPrincipals") {
-              error(fat, fw + " is not supported: request principals come from JWT "
-                              "authentication (RequestAuthentication), which palisade does "
-                              "not support yet");
-              put(s.request_principals, key == "notRequestPrincipals");
-            } else if (key == "namespaces") {
-              put(s.namespaces, false);
-            } else if (key == "notNamespaces") {
-              put(s.namespaces, true);
-            } else if (key == "serviceAccounts" || key == "notServiceAccounts") {
-              validateServiceAccounts(vals, fw);
-              put(s.service_accounts, key == "notServiceAccounts");
-            } else if (key == "ipBlocks" || key == "notIpBlocks") {
-              validateIps(vals, fw);
-              put(s.ip_blocks, key == "notIpBlocks");
-            } else if (key == "remoteIpBlocks" || key == "notRemoteIpBlocks") {
-              validateIps(vals, fw);
-              put(s.remote_ip_blocks, key == "notRemoteIpBlocks");
-            }
-          });
-      if (s.principals.empty() && s.request_principals.empty() && s.namespaces.empty() &&
-          s.service_accounts.empty() && s.ip_blocks.empty() && s.remote_ip_blocks.empty()) {
-        error(key_at, sw + " must not be empty");
-      }
-      if (!s.service_accounts.empty() && (!s.principals.empty() || !s.namespaces.empty())) {
-        error(s.service_accounts.mark,
-              "cannot set serviceAccounts with namespaces or principals in " + sw);
-      }
-    });
+    wrapped(item, at, where, "source", s.mark,
+            [&](const YAML::Node& v, const Mark& key_at, const std::string& sw) {
+              forEachField(
+                  v, sw,
+                  {"principals", "notPrincipals", "requestPrincipals", "notRequestPrincipals",
+                   "namespaces", "notNamespaces", "serviceAccounts", "notServiceAccounts",
+                   "ipBlocks", "notIpBlocks", "remoteIpBlocks", "notRemoteIpBlocks"},
+                  [&](const std::string& key, const YAML::Node& fv, const Mark& fat) {
+                    const std::string fw = sw + "." + key;
+                    Values vals = stringList(fv, fat, fw);
+                    auto put = [&](Field& f, bool negated) {
+                      f.mark = f.mark.line ? f.mark : fat;
+                      (negated ? f.not_values : f.values) = std::move(vals);
+                    };
+                    if (key == "principals") {
+                      put(s.principals, false);
+                    } else if (key == "notPrincipals") {
+                      put(s.principals, true);
+                    } else if (key == "requestPrincipals" || key == "notRequestPrincipals") {
+                      error(fat, fw + " is not supported: request principals come from JWT "
+                                      "authentication (RequestAuthentication), which palisade does "
+                                      "not support yet");
+                      put(s.request_principals, key == "notRequestPrincipals");
+                    } else if (key == "namespaces") {
+                      put(s.namespaces, false);
+                    } else if (key == "notNamespaces") {
+                      put(s.namespaces, true);
+                    } else if (key == "serviceAccounts" || key == "notServiceAccounts") {
+                      validateServiceAccounts(vals, fw);
+                      put(s.service_accounts, key == "notServiceAccounts");
+                    } else if (key == "ipBlocks" || key == "notIpBlocks") {
+                      validateIps(vals, fw);
+                      put(s.ip_blocks, key == "notIpBlocks");
+                    } else if (key == "remoteIpBlocks" || key == "notRemoteIpBlocks") {
+                      validateIps(vals, fw);
+                      put(s.remote_ip_blocks, key == "notRemoteIpBlocks");
+                    }
+                  });
+              if (s.principals.empty() && s.request_principals.empty() && s.namespaces.empty() &&
+                  s.service_accounts.empty() && s.ip_blocks.empty() && s.remote_ip_blocks.empty()) {
+                error(key_at, sw + " must not be empty");
+              }
+              if (!s.service_accounts.empty() && (!s.principals.empty() || !s.namespaces.empty())) {
+                error(s.service_accounts.mark,
+                      "cannot set serviceAccounts with namespaces or principals in " + sw);
+              }
+            });
     return s;
   }
 
   Operation operation(const YAML::Node& item, const Mark& at, const std::string& where) {
     Operation o;
-    wrapped(item, at, where, "operation", o.mark, [&](const YAML::Node& v, const Mark& key_at,
-                                                      const std::string& ow) {
-      forEachField(v, ow,
-                   {"hosts", "notHosts", "ports", "notPorts", "methods", "notMethods", "paths",
-                    "notPaths"},
-                   [&](const std::string& key, const YAML::Node& fv, const Mark& fat) {
-                     const std::string fw = ow + "." + key;
-                     Values vals = stringList(fv, fat, fw);
-                     const bool negated = key.starts_with("not");
-                     Field* f = nullptr;
-                     if (key == "hosts" || key == "notHosts") {
-                       f = &o.hosts;
-                     } else if (key == "ports" || key == "notPorts") {
-                       validatePorts(vals, fw);
-                       f = &o.ports;
-                     } else if (key == "methods" || key == "notMethods") {
-                       f = &o.methods;
-                     } else {
-                       for (const Value& p : vals) {
-                         if (auto t = PathTemplate::validate(p.text); !t.ok()) {
-                           error(p.mark, t.error().message + " in " + fw);
-                         }
-                       }
-                       f = &o.paths;
-                     }
-                     f->mark = f->mark.line ? f->mark : fat;
-                     (negated ? f->not_values : f->values) = std::move(vals);
-                   });
-      if (o.hosts.empty() && o.ports.empty() && o.methods.empty() && o.paths.empty()) {
-        error(key_at, ow + " must not be empty");
-      }
-    });
+    wrapped(item, at, where, "operation", o.mark,
+            [&](const YAML::Node& v, const Mark& key_at, const std::string& ow) {
+              forEachField(v, ow,
+                           {"hosts", "notHosts", "ports", "notPorts", "methods", "notMethods",
+                            "paths", "notPaths"},
+                           [&](const std::string& key, const YAML::Node& fv, const Mark& fat) {
+                             const std::string fw = ow + "." + key;
+                             Values vals = stringList(fv, fat, fw);
+                             const bool negated = key.starts_with("not");
+                             Field* f = nullptr;
+                             if (key == "hosts" || key == "notHosts") {
+                               f = &o.hosts;
+                             } else if (key == "ports" || key == "notPorts") {
+                               validatePorts(vals, fw);
+                               f = &o.ports;
+                             } else if (key == "methods" || key == "notMethods") {
+                               f = &o.methods;
+                             } else {
+                               for (const Value& p : vals) {
+                                 if (auto t = PathTemplate::validate(p.text); !t.ok()) {
+                                   error(p.mark, t.error().message + " in " + fw);
+                                 }
+                               }
+                               f = &o.paths;
+                             }
+                             f->mark = f->mark.line ? f->mark : fat;
+                             (negated ? f->not_values : f->values) = std::move(vals);
+                           });
+              if (o.hosts.empty() && o.ports.empty() && o.methods.empty() && o.paths.empty()) {
+                error(key_at, ow + " must not be empty");
+              }
+            });
     return o;
   }
 
@@ -734,8 +727,8 @@ class FileLoader {
     };
     if (k.starts_with("request.headers")) {
       if (!bracketed("request.headers")) {
-        error(c.key.mark, "bad key \"" + k + "\" in " + where +
-                              ": should have the form request.headers[Name]");
+        error(c.key.mark,
+              "bad key \"" + k + "\" in " + where + ": should have the form request.headers[Name]");
       }
     } else if (k == "source.ip" || k == "remote.ip" || k == "destination.ip") {
       check_ips();
@@ -860,31 +853,27 @@ class FileLoader {
                   if (!expectMap(sv, sat, "spec.portLevelMtls")) {
                     return;
                   }
-                  if (!pa.selector || pa.selector->match_labels.empty()) {
-                    // Checked again below in case selector comes after portLevelMtls.
-                  }
                   for (auto it = sv.begin(); it != sv.end(); ++it) {
                     const YAML::Node port_node = it->first;
                     const YAML::Node mode_node = it->second;
                     const std::string port_text =
                         port_node.IsScalar() ? port_node.Scalar() : std::string();
                     unsigned long port = 0;
-                    auto [end, ec] = std::from_chars(
-                        port_text.data(), port_text.data() + port_text.size(), port);
+                    auto [end, ec] = std::from_chars(port_text.data(),
+                                                     port_text.data() + port_text.size(), port);
                     if (port_text.empty() || ec != std::errc() ||
-                        end != port_text.data() + port_text.size() || port == 0 ||
-                        port > 65535) {
+                        end != port_text.data() + port_text.size() || port == 0 || port > 65535) {
                       error(mark(port_node), "port \"" + port_text +
                                                  "\" in spec.portLevelMtls must be in range "
                                                  "1..65535");
                       continue;
                     }
-                    auto m = mtls(mode_node, mark(port_node),
-                                  "spec.portLevelMtls[" + port_text + "]");
-                    if (m && !pa.port_level_mtls.emplace(static_cast<std::uint32_t>(port), *m)
-                                  .second) {
-                      error(mark(port_node), "duplicate port " + port_text +
-                                                 " in spec.portLevelMtls");
+                    auto m =
+                        mtls(mode_node, mark(port_node), "spec.portLevelMtls[" + port_text + "]");
+                    if (m &&
+                        !pa.port_level_mtls.emplace(static_cast<std::uint32_t>(port), *m).second) {
+                      error(mark(port_node),
+                            "duplicate port " + port_text + " in spec.portLevelMtls");
                     }
                   }
                 }
@@ -926,9 +915,9 @@ void loadFile(const std::filesystem::path& path, LoadResult& out) {
   while (in.read(buf, sizeof buf) || in.gcount() > 0) {
     text.append(buf, static_cast<std::size_t>(in.gcount()));
     if (text.size() > kMaxPolicyFileBytes) {
-      out.diagnostics.push_back(Diagnostic{
-          Diagnostic::Severity::kError, Mark{name, 0, 0},
-          "file is larger than " + std::to_string(kMaxPolicyFileBytes >> 20) + " MiB"});
+      out.diagnostics.push_back(
+          Diagnostic{Diagnostic::Severity::kError, Mark{name, 0, 0},
+                     "file is larger than " + std::to_string(kMaxPolicyFileBytes >> 20) + " MiB"});
       return;
     }
   }
@@ -939,9 +928,9 @@ void loadFile(const std::filesystem::path& path, LoadResult& out) {
 
 void loadYaml(std::string_view text, const std::string& filename, LoadResult& out) {
   if (text.size() > kMaxPolicyFileBytes) {
-    out.diagnostics.push_back(Diagnostic{
-        Diagnostic::Severity::kError, Mark{filename, 0, 0},
-        "file is larger than " + std::to_string(kMaxPolicyFileBytes >> 20) + " MiB"});
+    out.diagnostics.push_back(
+        Diagnostic{Diagnostic::Severity::kError, Mark{filename, 0, 0},
+                   "file is larger than " + std::to_string(kMaxPolicyFileBytes >> 20) + " MiB"});
     return;
   }
   FileLoader(filename, out).load(text);
@@ -962,8 +951,7 @@ LoadResult loadPath(const std::string& file_or_dir) {
       }
     }
     if (ec) {
-      out.diagnostics.push_back(Diagnostic{Diagnostic::Severity::kError,
-                                           Mark{file_or_dir, 0, 0},
+      out.diagnostics.push_back(Diagnostic{Diagnostic::Severity::kError, Mark{file_or_dir, 0, 0},
                                            "cannot list directory: " + ec.message()});
     }
     std::sort(files.begin(), files.end());
@@ -973,8 +961,8 @@ LoadResult loadPath(const std::string& file_or_dir) {
     return out;
   }
   if (!fs::exists(root, ec)) {
-    out.diagnostics.push_back(Diagnostic{Diagnostic::Severity::kError,
-                                         Mark{file_or_dir, 0, 0}, "no such file or directory"});
+    out.diagnostics.push_back(Diagnostic{Diagnostic::Severity::kError, Mark{file_or_dir, 0, 0},
+                                         "no such file or directory"});
     return out;
   }
   loadFile(root, out);

@@ -120,8 +120,7 @@ bool NamespaceMatcher::matches(const RequestView& r) const {
   if (!exact_.empty()) {
     // ".*/ns/<ns>/.*": any "/ns/<segment>/" anywhere in the URI.
     constexpr std::string_view kNs = "/ns/";
-    for (std::size_t at = uri.find(kNs); at != std::string_view::npos;
-         at = uri.find(kNs, at + 1)) {
+    for (std::size_t at = uri.find(kNs); at != std::string_view::npos; at = uri.find(kNs, at + 1)) {
       std::size_t begin = at + kNs.size();
       std::size_t end = uri.find('/', begin);
       if (end == std::string_view::npos) {

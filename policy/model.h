@@ -90,7 +90,7 @@ struct WorkloadSelector {
 
 struct ObjectMeta {
   std::string name;
-  std::string ns;  // metadata.namespace; empty means "default"
+  std::string ns;                  // metadata.namespace; empty means "default"
   std::string creation_timestamp;  // RFC 3339, when present; used to order conflicts
   std::map<std::string, std::string> annotations;
   Mark mark;

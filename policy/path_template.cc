@@ -12,8 +12,22 @@ bool isSegmentChar(char c) {
     return true;
   }
   switch (c) {
-    case '-': case '.': case '_': case '~': case '%': case '!': case '$': case '&':
-    case '\'': case '(': case ')': case '+': case ',': case ';': case ':': case '@':
+    case '-':
+    case '.':
+    case '_':
+    case '~':
+    case '%':
+    case '!':
+    case '$':
+    case '&':
+    case '\'':
+    case '(':
+    case ')':
+    case '+':
+    case ',':
+    case ';':
+    case ':':
+    case '@':
     case '=':
       return true;
     default:
@@ -25,8 +39,8 @@ bool isSegmentChar(char c) {
 bool isLiteralChar(char c) { return isSegmentChar(c); }
 
 Error templateError(std::string_view value, std::string_view why) {
-  return invalidArgument("invalid path template \"" + std::string(value) + "\": " +
-                         std::string(why));
+  return invalidArgument("invalid path template \"" + std::string(value) +
+                         "\": " + std::string(why));
 }
 
 // What Envoy's URI template parser adds to Istio's checks: the template is an absolute path;
@@ -45,8 +59,9 @@ Status validateSegments(std::string_view value) {
     if (segment.starts_with(kAny) || segment.starts_with(kOne)) {
       literal = segment.substr(segment.starts_with(kAny) ? kAny.size() : kOne.size());
       if (!literal.empty() && !last) {
-        return templateError(value, "text after an operator is only allowed in the last "
-                                    "segment");
+        return templateError(value,
+                             "text after an operator is only allowed in the last "
+                             "segment");
       }
     }
     if (literal.find('{') != std::string_view::npos) {
@@ -68,8 +83,7 @@ Status validateSegments(std::string_view value) {
 }  // namespace
 
 bool PathTemplate::isTemplate(std::string_view value) {
-  return value.find(kOne) != std::string_view::npos ||
-         value.find(kAny) != std::string_view::npos;
+  return value.find(kOne) != std::string_view::npos || value.find(kAny) != std::string_view::npos;
 }
 
 Status PathTemplate::validate(std::string_view value) {

@@ -34,18 +34,16 @@ struct RequestView {
   IpAddress remote_ip;       // the original client (remoteIpBlocks); unknown = source_ip
   IpAddress destination_ip;  // the local address the connection arrived on
   std::uint16_t destination_port = 0;
-  std::string_view sni;      // TLS server name, "" when none
+  std::string_view sni;  // TLS server name, "" when none
   // HTTP only. `path` may carry a query; matchers compare the part before '?' or '#'.
-  std::string_view host;     // :authority / Host
+  std::string_view host;  // :authority / Host
   std::string_view method;
   std::string_view path;
   // Unique names: a caller that received a header several times joins the values with ","
   // (RFC 9110 section 5.3), as Envoy presents them to its matchers.
   std::span<const HeaderView> headers;
 
-  const IpAddress& effectiveRemoteIp() const {
-    return remote_ip.known() ? remote_ip : source_ip;
-  }
+  const IpAddress& effectiveRemoteIp() const { return remote_ip.known() ? remote_ip : source_ip; }
   // A request header by name, case-insensitively. The pseudo-headers ":authority" (also
   // "host"), ":method" and ":path" (with its query) read the fields above, as Envoy's header
   // matchers see them.

@@ -10,8 +10,8 @@ bool isTrustDomainChar(unsigned char c) {
 }
 
 bool isPathChar(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         c == '.' || c == '-' || c == '_';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '-' || c == '_';
 }
 
 // Classifies a byte that is not allowed, so the message names the broken rule rather than

@@ -16,12 +16,10 @@ namespace palisade::policy {
 
 // One constant per rule, so tests can compare exact text.
 inline constexpr std::string_view kSpiffeEmpty = "spiffe_id: cannot be empty";
-inline constexpr std::string_view kSpiffeTooLong =
-    "spiffe_id: longer than 2048 bytes";
+inline constexpr std::string_view kSpiffeTooLong = "spiffe_id: longer than 2048 bytes";
 inline constexpr std::string_view kSpiffeWrongScheme =
     "spiffe_id: scheme is missing or invalid (must be \"spiffe://\")";
-inline constexpr std::string_view kSpiffeMissingTrustDomain =
-    "spiffe_id: trust domain is missing";
+inline constexpr std::string_view kSpiffeMissingTrustDomain = "spiffe_id: trust domain is missing";
 inline constexpr std::string_view kSpiffeTrustDomainTooLong =
     "spiffe_id: trust domain is longer than 255 bytes";
 inline constexpr std::string_view kSpiffeTrustDomainChars =
@@ -36,8 +34,7 @@ inline constexpr std::string_view kSpiffePercent =
     "spiffe_id: cannot contain percent-encoded characters";
 inline constexpr std::string_view kSpiffeEmptySegment =
     "spiffe_id: path cannot contain empty segments";
-inline constexpr std::string_view kSpiffeDotSegment =
-    "spiffe_id: path cannot contain dot segments";
+inline constexpr std::string_view kSpiffeDotSegment = "spiffe_id: path cannot contain dot segments";
 inline constexpr std::string_view kSpiffeTrailingSlash =
     "spiffe_id: path cannot have a trailing slash";
 inline constexpr std::string_view kSpiffePathChars =
@@ -60,16 +57,13 @@ class SpiffeId {
   std::string_view uri() const { return uri_; }
   // "example.org"
   std::string_view trustDomain() const {
-    return std::string_view(uri_).substr(kSpiffeScheme.size(),
-                                         path_offset_ - kSpiffeScheme.size());
+    return std::string_view(uri_).substr(kSpiffeScheme.size(), path_offset_ - kSpiffeScheme.size());
   }
   // "/ns/default/sa/web", or "" for a trust-domain-only ID.
   std::string_view path() const { return std::string_view(uri_).substr(path_offset_); }
   // The ID without its scheme, as Istio policies name principals:
   // "example.org/ns/default/sa/web"; "example" for "spiffe://example".
-  std::string_view principal() const {
-    return std::string_view(uri_).substr(kSpiffeScheme.size());
-  }
+  std::string_view principal() const { return std::string_view(uri_).substr(kSpiffeScheme.size()); }
 
   friend bool operator==(const SpiffeId& a, const SpiffeId& b) { return a.uri_ == b.uri_; }
 

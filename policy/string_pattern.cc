@@ -46,8 +46,7 @@ bool StringPattern::matches(std::string_view value, bool any_requires_non_empty)
     case Kind::kPrefix:
       return value.size() >= text_.size() && eq(value.substr(0, text_.size()), text_);
     case Kind::kSuffix:
-      return value.size() >= text_.size() &&
-             eq(value.substr(value.size() - text_.size()), text_);
+      return value.size() >= text_.size() && eq(value.substr(value.size() - text_.size()), text_);
   }
   return false;
 }

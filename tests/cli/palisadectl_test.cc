@@ -37,7 +37,7 @@ using Json = nlohmann::json;
 // --- Running the binary ---------------------------------------------------------------------
 
 struct RunResult {
-  int exit_code = -1;  // -1 when the process did not exit normally
+  int exit_code = -1;   // -1 when the process did not exit normally
   int term_signal = 0;  // the signal that ended it, if one did
   std::string out;
   std::string err;
@@ -218,8 +218,13 @@ constexpr const char* kOpsProm = "spiffe://cluster.local/ns/ops/sa/prom";
 
 // `authz check` against tests/testdata/cli/shop for the web workload, plus `extra`.
 std::vector<std::string> shopCheck(std::vector<std::string> extra) {
-  std::vector<std::string> args = {"authz", "check", "--policies", fixture("shop"),
-                                   "--workload-namespace", "shop", "--workload-labels",
+  std::vector<std::string> args = {"authz",
+                                   "check",
+                                   "--policies",
+                                   fixture("shop"),
+                                   "--workload-namespace",
+                                   "shop",
+                                   "--workload-labels",
                                    "app=web"};
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
@@ -313,13 +318,10 @@ INSTANTIATE_TEST_SUITE_P(
                       policy::kSpiffeTrustDomainChars},
         InvalidIdCase{"Port", "spiffe://example.org:8443/x", policy::kSpiffePort},
         InvalidIdCase{"Userinfo", "spiffe://user@example.org/x", policy::kSpiffeUserinfo},
-        InvalidIdCase{"EmptySegment", "spiffe://example.org/a//b",
-                      policy::kSpiffeEmptySegment},
+        InvalidIdCase{"EmptySegment", "spiffe://example.org/a//b", policy::kSpiffeEmptySegment},
         InvalidIdCase{"DotSegment", "spiffe://example.org/a/./b", policy::kSpiffeDotSegment},
-        InvalidIdCase{"DotDotSegment", "spiffe://example.org/a/../b",
-                      policy::kSpiffeDotSegment},
-        InvalidIdCase{"TrailingSlash", "spiffe://example.org/a/",
-                      policy::kSpiffeTrailingSlash},
+        InvalidIdCase{"DotDotSegment", "spiffe://example.org/a/../b", policy::kSpiffeDotSegment},
+        InvalidIdCase{"TrailingSlash", "spiffe://example.org/a/", policy::kSpiffeTrailingSlash},
         InvalidIdCase{"Query", "spiffe://example.org/a?x=1", policy::kSpiffeQuery},
         InvalidIdCase{"Fragment", "spiffe://example.org/a#frag", policy::kSpiffeFragment},
         InvalidIdCase{"PercentEncoded", "spiffe://example.org/a%20b", policy::kSpiffePercent},
@@ -354,8 +356,8 @@ TEST(PalisadectlTest, SpiffeParse_UnknownFlag_ExitsTwo) {
 // --- authz check: decisions (text output) ---------------------------------------------------
 
 TEST(PalisadectlTest, AuthzCheck_AllowedByAllowRule_ExitsZeroAndNamesPolicyAndRule) {
-  RunResult r = run(shopCheck({"--source", kFrontend, "--method", "GET", "--path",
-                               "/api/items", "--port", "8080"}));
+  RunResult r = run(shopCheck(
+      {"--source", kFrontend, "--method", "GET", "--path", "/api/items", "--port", "8080"}));
   EXPECT_EQ(r.exit_code, 0) << r.dump();
   auto out = lines(r.out);
   ASSERT_GE(out.size(), 2u) << r.dump();
@@ -366,8 +368,7 @@ TEST(PalisadectlTest, AuthzCheck_AllowedByAllowRule_ExitsZeroAndNamesPolicyAndRu
 }
 
 TEST(PalisadectlTest, AuthzCheck_DeniedByDenyPolicy_ExitsOne) {
-  RunResult r = run(shopCheck({"--source", kFrontend, "--path", "/admin/users", "--port",
-                               "8080"}));
+  RunResult r = run(shopCheck({"--source", kFrontend, "--path", "/admin/users", "--port", "8080"}));
   EXPECT_EQ(r.exit_code, 1) << r.dump();
   auto out = lines(r.out);
   ASSERT_GE(out.size(), 2u) << r.dump();
@@ -379,8 +380,7 @@ TEST(PalisadectlTest, AuthzCheck_DeniedByDenyPolicy_ExitsOne) {
 
 TEST(PalisadectlTest, AuthzCheck_DenyPolicyOnOtherPort_DoesNotDeny) {
   // web-deny-admin only covers port 8080; on 9090 the ops namespace rule allows.
-  RunResult r = run(shopCheck({"--source", kOpsProm, "--path", "/admin/users", "--port",
-                               "9090"}));
+  RunResult r = run(shopCheck({"--source", kOpsProm, "--path", "/admin/users", "--port", "9090"}));
   EXPECT_EQ(r.exit_code, 0) << r.dump();
   EXPECT_EQ(firstLine(r.out), "ALLOW");
   EXPECT_THAT(r.out, HasSubstr("shop/web-allow, rule 1"));
@@ -388,8 +388,8 @@ TEST(PalisadectlTest, AuthzCheck_DenyPolicyOnOtherPort_DoesNotDeny) {
 
 TEST(PalisadectlTest, AuthzCheck_NoAllowRuleMatches_ExitsOneAndNamesAllowPolicies) {
   // Rule 0 allows the frontend GET only.
-  RunResult r = run(shopCheck({"--source", kFrontend, "--method", "POST", "--path",
-                               "/api/items", "--port", "8080"}));
+  RunResult r = run(shopCheck(
+      {"--source", kFrontend, "--method", "POST", "--path", "/api/items", "--port", "8080"}));
   EXPECT_EQ(r.exit_code, 1) << r.dump();
   auto out = lines(r.out);
   ASSERT_GE(out.size(), 2u) << r.dump();
@@ -410,9 +410,9 @@ TEST(PalisadectlTest, AuthzCheck_NoPolicySelectsNamespace_ExitsZero) {
 
 TEST(PalisadectlTest, AuthzCheck_WorkloadLabelsNotSelected_AllowPolicyIgnored) {
   // The shop policies select app=web; app=db in the same namespace has no policy at all.
-  RunResult r = run({"authz", "check", "--policies", fixture("shop"), "--workload-namespace",
-                     "shop", "--workload-labels", "app=db,tier=data", "--path", "/admin/x",
-                     "--port", "8080"});
+  RunResult r =
+      run({"authz", "check", "--policies", fixture("shop"), "--workload-namespace", "shop",
+           "--workload-labels", "app=db,tier=data", "--path", "/admin/x", "--port", "8080"});
   EXPECT_EQ(r.exit_code, 0) << r.dump();
   EXPECT_EQ(firstLine(r.out), "ALLOW");
   EXPECT_THAT(r.out, HasSubstr("no ALLOW policy selects workload"));
@@ -436,15 +436,15 @@ TEST(PalisadectlTest, AuthzCheck_PlaintextPeer_PrincipalRuleDoesNotMatch) {
 }
 
 TEST(PalisadectlTest, AuthzCheck_OtherPrincipal_ExitsOne) {
-  RunResult r = run(shopCheck({"--source", "spiffe://cluster.local/ns/shop/sa/backend",
-                               "--path", "/api/items", "--port", "8080"}));
+  RunResult r = run(shopCheck({"--source", "spiffe://cluster.local/ns/shop/sa/backend", "--path",
+                               "/api/items", "--port", "8080"}));
   EXPECT_EQ(r.exit_code, 1) << r.dump();
   EXPECT_EQ(firstLine(r.out), "DENY");
 }
 
 TEST(PalisadectlTest, AuthzCheck_PrincipalFromOtherTrustDomain_ExitsOne) {
-  RunResult r = run(shopCheck({"--source", "spiffe://other.example/ns/shop/sa/frontend",
-                               "--path", "/api/items", "--port", "8080"}));
+  RunResult r = run(shopCheck({"--source", "spiffe://other.example/ns/shop/sa/frontend", "--path",
+                               "/api/items", "--port", "8080"}));
   EXPECT_EQ(r.exit_code, 1) << r.dump();
   EXPECT_EQ(firstLine(r.out), "DENY");
 }
@@ -502,8 +502,7 @@ TEST(PalisadectlTest, AuthzCheck_OtherHost_ExitsOne) {
 }
 
 TEST(PalisadectlTest, AuthzCheck_DryRunPolicyWouldDeny_ReportedButNotEnforced) {
-  RunResult r = run(shopCheck({"--source", kFrontend, "--path", "/api/orders", "--port",
-                               "8080"}));
+  RunResult r = run(shopCheck({"--source", kFrontend, "--path", "/api/orders", "--port", "8080"}));
   EXPECT_EQ(r.exit_code, 0) << r.dump();
   EXPECT_EQ(firstLine(r.out), "ALLOW");
   EXPECT_THAT(r.out, HasSubstr("shop/web-allow, rule 0"));
@@ -515,8 +514,7 @@ TEST(PalisadectlTest, AuthzCheck_DryRunPolicyWouldDeny_ReportedButNotEnforced) {
 }
 
 TEST(PalisadectlTest, AuthzCheck_AuditPolicyMatched_ReportedWithoutChangingDecision) {
-  RunResult r = run(shopCheck({"--source", kFrontend, "--path", "/api/items", "--port",
-                               "8080"}));
+  RunResult r = run(shopCheck({"--source", kFrontend, "--path", "/api/items", "--port", "8080"}));
   EXPECT_EQ(r.exit_code, 0) << r.dump();
   EXPECT_EQ(firstLine(r.out), "ALLOW");
   std::string audit = lineStartingWith(r.out, "audit:");
@@ -541,8 +539,8 @@ TEST(PalisadectlTest, AuthzCheck_AuditMatchedOnDeniedRequest_StillDenied) {
 // --- authz check: peer authentication -------------------------------------------------------
 
 TEST(PalisadectlTest, AuthzCheck_MeshStrictPlaintextPeer_DeniedByPeerAuthentication) {
-  RunResult r = run({"authz", "check", "--policies", fixture("mtls.yaml"),
-                     "--workload-namespace", "secure"});
+  RunResult r =
+      run({"authz", "check", "--policies", fixture("mtls.yaml"), "--workload-namespace", "secure"});
   EXPECT_EQ(r.exit_code, 1) << r.dump();
   auto out = lines(r.out);
   ASSERT_GE(out.size(), 2u) << r.dump();
@@ -553,24 +551,23 @@ TEST(PalisadectlTest, AuthzCheck_MeshStrictPlaintextPeer_DeniedByPeerAuthenticat
 }
 
 TEST(PalisadectlTest, AuthzCheck_MeshStrictWithSource_ExitsZero) {
-  RunResult r = run({"authz", "check", "--policies", fixture("mtls.yaml"),
-                     "--workload-namespace", "secure", "--source",
-                     "spiffe://cluster.local/ns/any/sa/client"});
+  RunResult r = run({"authz", "check", "--policies", fixture("mtls.yaml"), "--workload-namespace",
+                     "secure", "--source", "spiffe://cluster.local/ns/any/sa/client"});
   EXPECT_EQ(r.exit_code, 0) << r.dump();
   EXPECT_EQ(firstLine(r.out), "ALLOW");
 }
 
 TEST(PalisadectlTest, AuthzCheck_NamespacePermissiveOverridesMeshStrict_PlaintextAllowed) {
-  RunResult r = run({"authz", "check", "--policies", fixture("mtls.yaml"),
-                     "--workload-namespace", "legacy"});
+  RunResult r =
+      run({"authz", "check", "--policies", fixture("mtls.yaml"), "--workload-namespace", "legacy"});
   EXPECT_EQ(r.exit_code, 0) << r.dump();
   EXPECT_EQ(firstLine(r.out), "ALLOW");
 }
 
 TEST(PalisadectlTest, AuthzCheck_CustomRootNamespace_MeshStrictNotApplied) {
   // With mesh-root as root namespace, istio-system's PeerAuthentication is not mesh-wide.
-  RunResult r = run({"authz", "check", "--policies", fixture("mtls.yaml"),
-                     "--workload-namespace", "secure", "--root-namespace", "mesh-root"});
+  RunResult r = run({"authz", "check", "--policies", fixture("mtls.yaml"), "--workload-namespace",
+                     "secure", "--root-namespace", "mesh-root"});
   EXPECT_EQ(r.exit_code, 0) << r.dump();
   EXPECT_EQ(firstLine(r.out), "ALLOW");
 }
@@ -578,8 +575,7 @@ TEST(PalisadectlTest, AuthzCheck_CustomRootNamespace_MeshStrictNotApplied) {
 TEST(PalisadectlTest, AuthzCheck_PortLevelPermissive_PlaintextReachesAuthorization) {
   // deploy/examples/postgres.yaml: STRICT, PERMISSIVE on 9187; only web/api may connect.
   RunResult r = run(examplesCheck({"--workload-namespace", "db", "--workload-labels",
-                                   "app=postgres", "--tcp", "--port", "9187", "--output",
-                                   "json"}));
+                                   "app=postgres", "--tcp", "--port", "9187", "--output", "json"}));
   EXPECT_EQ(r.exit_code, 1) << r.dump();
   Json j = parseJson(r);
   EXPECT_EQ(j.value("decision", ""), "DENY");
@@ -598,9 +594,9 @@ TEST(PalisadectlTest, AuthzCheck_PortLevelStrictPort_PlaintextRefused) {
 // --- authz check: root namespace ------------------------------------------------------------
 
 TEST(PalisadectlTest, AuthzCheck_RootNamespaceFlag_AppliesPolicyMeshWide) {
-  RunResult r = run({"authz", "check", "--policies", fixture("root_namespace.yaml"),
-                     "--workload-namespace", "shop", "--root-namespace", "mesh-root", "--path",
-                     "/debug/pprof", "--port", "8080"});
+  RunResult r =
+      run({"authz", "check", "--policies", fixture("root_namespace.yaml"), "--workload-namespace",
+           "shop", "--root-namespace", "mesh-root", "--path", "/debug/pprof", "--port", "8080"});
   EXPECT_EQ(r.exit_code, 1) << r.dump();
   EXPECT_EQ(firstLine(r.out), "DENY");
   EXPECT_THAT(r.out, HasSubstr("DENY policy mesh-root/deny-debug, rule 0"));
@@ -608,8 +604,7 @@ TEST(PalisadectlTest, AuthzCheck_RootNamespaceFlag_AppliesPolicyMeshWide) {
 
 TEST(PalisadectlTest, AuthzCheck_DefaultRootNamespace_OtherNamespacePolicyNotMeshWide) {
   RunResult r = run({"authz", "check", "--policies", fixture("root_namespace.yaml"),
-                     "--workload-namespace", "shop", "--path", "/debug/pprof", "--port",
-                     "8080"});
+                     "--workload-namespace", "shop", "--path", "/debug/pprof", "--port", "8080"});
   EXPECT_EQ(r.exit_code, 0) << r.dump();
   EXPECT_EQ(firstLine(r.out), "ALLOW");
 }
@@ -629,8 +624,7 @@ TEST(PalisadectlTest, AuthzCheck_TcpWithHttpOnlyAllowRules_Denies) {
 TEST(PalisadectlTest, AuthzCheck_HttpRequestSameRule_Allowed) {
   RunResult r = run({"authz", "check", "--policies", fixture("tcp.yaml"), "--workload-namespace",
                      "cache", "--workload-labels", "app=redis", "--source",
-                     "spiffe://cluster.local/ns/web/sa/api", "--method", "GET", "--port",
-                     "6379"});
+                     "spiffe://cluster.local/ns/web/sa/api", "--method", "GET", "--port", "6379"});
   EXPECT_EQ(r.exit_code, 0) << r.dump();
   EXPECT_EQ(firstLine(r.out), "ALLOW");
   EXPECT_THAT(r.out, HasSubstr("cache/redis-http-only, rule 0"));
@@ -653,9 +647,9 @@ TEST(PalisadectlTest, AuthzCheck_TcpSniDoesNotMatch_Denied) {
 
 TEST(PalisadectlTest, AuthzCheck_TcpDenyRuleWithHttpOnlyFields_DeniesConnection) {
   // warnings.yaml: lint/deny-delete denies DELETE with no ports; on TCP it denies everything.
-  RunResult r = run({"authz", "check", "--policies", fixture("warnings.yaml"),
-                     "--workload-namespace", "lint", "--tcp", "--source",
-                     "spiffe://cluster.local/ns/lint/sa/client", "--port", "8080"});
+  RunResult r =
+      run({"authz", "check", "--policies", fixture("warnings.yaml"), "--workload-namespace", "lint",
+           "--tcp", "--source", "spiffe://cluster.local/ns/lint/sa/client", "--port", "8080"});
   EXPECT_EQ(r.exit_code, 1) << r.dump();
   EXPECT_EQ(firstLine(r.out), "DENY");
   EXPECT_THAT(r.out, HasSubstr("lint/deny-delete, rule 0"));
@@ -664,10 +658,10 @@ TEST(PalisadectlTest, AuthzCheck_TcpDenyRuleWithHttpOnlyFields_DeniesConnection)
 // --- authz check: deploy/examples ------------------------------------------------------------
 
 TEST(PalisadectlTest, AuthzCheck_ExamplesSleepReadsHeaders_Allowed) {
-  RunResult r = run(examplesCheck({"--workload-namespace", "foo", "--workload-labels",
-                                   "app=httpbin", "--source",
-                                   "spiffe://cluster.local/ns/foo/sa/sleep", "--method", "GET",
-                                   "--path", "/headers", "--port", "8000"}));
+  RunResult r =
+      run(examplesCheck({"--workload-namespace", "foo", "--workload-labels", "app=httpbin",
+                         "--source", "spiffe://cluster.local/ns/foo/sa/sleep", "--method", "GET",
+                         "--path", "/headers", "--port", "8000"}));
   EXPECT_EQ(r.exit_code, 0) << r.dump();
   EXPECT_EQ(firstLine(r.out), "ALLOW");
   EXPECT_THAT(r.out, HasSubstr("foo/httpbin, rule 0"));
@@ -675,9 +669,8 @@ TEST(PalisadectlTest, AuthzCheck_ExamplesSleepReadsHeaders_Allowed) {
 
 TEST(PalisadectlTest, AuthzCheck_ExamplesDeleteFromOtherNamespace_DeniedByDenyPolicy) {
   RunResult r = run(examplesCheck({"--workload-namespace", "foo", "--workload-labels",
-                                   "app=httpbin", "--source",
-                                   "spiffe://cluster.local/ns/bar/sa/x", "--method", "DELETE",
-                                   "--path", "/headers", "--port", "8000"}));
+                                   "app=httpbin", "--source", "spiffe://cluster.local/ns/bar/sa/x",
+                                   "--method", "DELETE", "--path", "/headers", "--port", "8000"}));
   EXPECT_EQ(r.exit_code, 1) << r.dump();
   EXPECT_EQ(firstLine(r.out), "DENY");
   EXPECT_THAT(r.out, HasSubstr("DENY policy foo/deny-delete-from-other-namespaces, rule 0"));
@@ -686,8 +679,8 @@ TEST(PalisadectlTest, AuthzCheck_ExamplesDeleteFromOtherNamespace_DeniedByDenyPo
 TEST(PalisadectlTest, AuthzCheck_ExamplesGatewayPostWithHeader_AllowedByRuleOneAndAudited) {
   RunResult r = run(examplesCheck(
       {"--workload-namespace", "foo", "--workload-labels", "app=httpbin", "--source",
-       "spiffe://cluster.local/ns/istio-system/sa/ingress-gateway", "--method", "POST",
-       "--path", "/post", "--port", "8000", "--header", "x-api-version: v2.1"}));
+       "spiffe://cluster.local/ns/istio-system/sa/ingress-gateway", "--method", "POST", "--path",
+       "/post", "--port", "8000", "--header", "x-api-version: v2.1"}));
   EXPECT_EQ(r.exit_code, 0) << r.dump();
   EXPECT_EQ(firstLine(r.out), "ALLOW");
   EXPECT_THAT(r.out, HasSubstr("foo/httpbin, rule 1"));
@@ -695,30 +688,27 @@ TEST(PalisadectlTest, AuthzCheck_ExamplesGatewayPostWithHeader_AllowedByRuleOneA
 }
 
 TEST(PalisadectlTest, AuthzCheck_ExamplesMeshWideDebugDeny_Denied) {
-  RunResult r = run(examplesCheck({"--workload-namespace", "foo", "--workload-labels",
-                                   "app=httpbin", "--source",
-                                   "spiffe://cluster.local/ns/foo/sa/sleep", "--path",
-                                   "/debug/vars", "--port", "8000"}));
+  RunResult r = run(examplesCheck(
+      {"--workload-namespace", "foo", "--workload-labels", "app=httpbin", "--source",
+       "spiffe://cluster.local/ns/foo/sa/sleep", "--path", "/debug/vars", "--port", "8000"}));
   EXPECT_EQ(r.exit_code, 1) << r.dump();
   EXPECT_EQ(firstLine(r.out), "DENY");
   EXPECT_THAT(r.out, HasSubstr("DENY policy istio-system/deny-debug, rule 0"));
 }
 
 TEST(PalisadectlTest, AuthzCheck_ExamplesPostgresFromPodNetwork_Allowed) {
-  RunResult r = run(examplesCheck({"--workload-namespace", "db", "--workload-labels",
-                                   "app=postgres", "--tcp", "--source",
-                                   "spiffe://cluster.local/ns/web/sa/api", "--source-ip",
-                                   "10.244.3.9", "--port", "5432"}));
+  RunResult r = run(examplesCheck(
+      {"--workload-namespace", "db", "--workload-labels", "app=postgres", "--tcp", "--source",
+       "spiffe://cluster.local/ns/web/sa/api", "--source-ip", "10.244.3.9", "--port", "5432"}));
   EXPECT_EQ(r.exit_code, 0) << r.dump();
   EXPECT_EQ(firstLine(r.out), "ALLOW");
   EXPECT_THAT(r.out, HasSubstr("db/postgres, rule 0"));
 }
 
 TEST(PalisadectlTest, AuthzCheck_ExamplesPostgresFromOutsidePodNetwork_Denied) {
-  RunResult r = run(examplesCheck({"--workload-namespace", "db", "--workload-labels",
-                                   "app=postgres", "--tcp", "--source",
-                                   "spiffe://cluster.local/ns/web/sa/api", "--source-ip",
-                                   "172.16.0.9", "--port", "5432"}));
+  RunResult r = run(examplesCheck(
+      {"--workload-namespace", "db", "--workload-labels", "app=postgres", "--tcp", "--source",
+       "spiffe://cluster.local/ns/web/sa/api", "--source-ip", "172.16.0.9", "--port", "5432"}));
   EXPECT_EQ(r.exit_code, 1) << r.dump();
   EXPECT_EQ(firstLine(r.out), "DENY");
 }
@@ -726,8 +716,8 @@ TEST(PalisadectlTest, AuthzCheck_ExamplesPostgresFromOutsidePodNetwork_Denied) {
 // --- authz check --output json --------------------------------------------------------------
 
 TEST(PalisadectlTest, AuthzCheckJson_AllowedWithAuditAndDryRun_HasAllFields) {
-  RunResult r = run(shopCheck({"--source", kFrontend, "--path", "/api/orders", "--port", "8080",
-                               "--output", "json"}));
+  RunResult r = run(shopCheck(
+      {"--source", kFrontend, "--path", "/api/orders", "--port", "8080", "--output", "json"}));
   EXPECT_EQ(r.exit_code, 0) << r.dump();
   Json j = parseJson(r);
   ASSERT_TRUE(j.is_object()) << r.dump();
@@ -767,8 +757,8 @@ TEST(PalisadectlTest, AuthzCheckJson_AllowedWithAuditAndDryRun_HasAllFields) {
 }
 
 TEST(PalisadectlTest, AuthzCheckJson_DeniedByDenyPolicy_ExitsOne) {
-  RunResult r = run(shopCheck({"--source", kFrontend, "--path", "/admin/x", "--port", "8080",
-                               "--output", "json"}));
+  RunResult r = run(shopCheck(
+      {"--source", kFrontend, "--path", "/admin/x", "--port", "8080", "--output", "json"}));
   EXPECT_EQ(r.exit_code, 1) << r.dump();
   Json j = parseJson(r);
   ASSERT_TRUE(j.is_object()) << r.dump();
@@ -794,8 +784,8 @@ TEST(PalisadectlTest, AuthzCheckJson_NoPolicyDecided_PolicyAuditAndDryRunNull) {
 }
 
 TEST(PalisadectlTest, AuthzCheckJson_MeshStrictPlaintextPeer_DenyWithStrictMode) {
-  RunResult r = run({"authz", "check", "--policies", fixture("mtls.yaml"),
-                     "--workload-namespace", "secure", "--output", "json"});
+  RunResult r = run({"authz", "check", "--policies", fixture("mtls.yaml"), "--workload-namespace",
+                     "secure", "--output", "json"});
   EXPECT_EQ(r.exit_code, 1) << r.dump();
   Json j = parseJson(r);
   ASSERT_TRUE(j.is_object()) << r.dump();
@@ -808,17 +798,17 @@ TEST(PalisadectlTest, AuthzCheckJson_MeshStrictPlaintextPeer_DenyWithStrictMode)
 TEST(PalisadectlTest, AuthzCheckJson_RefusedBeforeAuthorization_NoAuditOrDryRunReported) {
   // A plaintext POST to httpbin never reaches authorization (mesh STRICT), as the text output
   // says; the JSON output must not report AUDIT or dry-run matches for it either.
-  RunResult text = run(examplesCheck({"--workload-namespace", "foo", "--workload-labels",
-                                      "app=httpbin", "--method", "POST", "--path", "/ip",
-                                      "--port", "8000"}));
+  RunResult text =
+      run(examplesCheck({"--workload-namespace", "foo", "--workload-labels", "app=httpbin",
+                         "--method", "POST", "--path", "/ip", "--port", "8000"}));
   EXPECT_EQ(text.exit_code, 1) << text.dump();
   EXPECT_THAT(text.out, HasSubstr("refused before authorization"));
   EXPECT_EQ(lineStartingWith(text.out, "audit:"), "") << text.dump();
   EXPECT_EQ(lineStartingWith(text.out, "dry-run:"), "") << text.dump();
 
-  RunResult r = run(examplesCheck({"--workload-namespace", "foo", "--workload-labels",
-                                   "app=httpbin", "--method", "POST", "--path", "/ip", "--port",
-                                   "8000", "--output", "json"}));
+  RunResult r = run(
+      examplesCheck({"--workload-namespace", "foo", "--workload-labels", "app=httpbin", "--method",
+                     "POST", "--path", "/ip", "--port", "8000", "--output", "json"}));
   EXPECT_EQ(r.exit_code, 1) << r.dump();
   Json j = parseJson(r);
   ASSERT_TRUE(j.is_object()) << r.dump();
@@ -830,8 +820,7 @@ TEST(PalisadectlTest, AuthzCheckJson_RefusedBeforeAuthorization_NoAuditOrDryRunR
 TEST(PalisadectlTest, AuthzCheckJson_TcpDeny_ParsesAndExitsOne) {
   RunResult r = run({"authz", "check", "--policies", fixture("tcp.yaml"), "--workload-namespace",
                      "cache", "--workload-labels", "app=redis", "--tcp", "--source",
-                     "spiffe://cluster.local/ns/web/sa/api", "--port", "6379", "--output",
-                     "json"});
+                     "spiffe://cluster.local/ns/web/sa/api", "--port", "6379", "--output", "json"});
   EXPECT_EQ(r.exit_code, 1) << r.dump();
   Json j = parseJson(r);
   ASSERT_TRUE(j.is_object()) << r.dump();
@@ -888,8 +877,8 @@ TEST(PalisadectlTest, AuthzCheck_BadPolicyFile_ExitsTwoWithEveryErrorAsFileLineC
 }
 
 TEST(PalisadectlTest, AuthzCheck_BadPolicyInDirectory_ExitsTwo) {
-  RunResult r = run({"authz", "check", "--policies", fixture("invalid"), "--workload-namespace",
-                     "shop"});
+  RunResult r =
+      run({"authz", "check", "--policies", fixture("invalid"), "--workload-namespace", "shop"});
   EXPECT_EQ(r.exit_code, 2) << r.dump();
   EXPECT_EQ(r.out, "");
   expectEveryErrorsYamlDiagnostic(r);
@@ -913,8 +902,7 @@ struct BadFlagCase {
 };
 
 std::vector<std::string> withShop(std::vector<std::string> extra) {
-  std::vector<std::string> args = {"--policies", fixture("shop"), "--workload-namespace",
-                                   "shop"};
+  std::vector<std::string> args = {"--policies", fixture("shop"), "--workload-namespace", "shop"};
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
 }
@@ -938,8 +926,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadFlagCase{"SourceWithoutScheme",
                     withShop({"--source", "cluster.local/ns/shop/sa/frontend"}), "--source"},
         BadFlagCase{"SourceEmpty", withShop({"--source", ""}), "--source"},
-        BadFlagCase{"SourceIpOutOfRange", withShop({"--source-ip", "999.1.1.1"}),
-                    "--source-ip"},
+        BadFlagCase{"SourceIpOutOfRange", withShop({"--source-ip", "999.1.1.1"}), "--source-ip"},
         BadFlagCase{"SourceIpCidr", withShop({"--source-ip", "10.0.0.0/8"}), "--source-ip"},
         BadFlagCase{"SourceIpHostname", withShop({"--source-ip", "localhost"}), "--source-ip"},
         BadFlagCase{"PortTooLarge", withShop({"--port", "70000"}), "--port"},
@@ -950,9 +937,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadFlagCase{"PortWithoutValue", withShop({"--port"}), "--port"},
         BadFlagCase{"UnknownFlag", withShop({"--bogus", "x"}), "unknown flag: --bogus"},
         BadFlagCase{"MissingPolicies", {"--workload-namespace", "shop"}, "--policies"},
-        BadFlagCase{"MissingWorkloadNamespace",
-                    {"--policies", fixture("shop")},
-                    "--workload-namespace"},
+        BadFlagCase{
+            "MissingWorkloadNamespace", {"--policies", fixture("shop")}, "--workload-namespace"},
         BadFlagCase{"NoFlags", {}, "--policies"},
         BadFlagCase{"TcpWithMethod", withShop({"--tcp", "--method", "GET"}), "--method"},
         BadFlagCase{"TcpWithPath", withShop({"--tcp", "--path", "/x"}), "--path"},
@@ -1225,14 +1211,14 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         HelpCase{"Root", {}, "palisadectl [command]", {}, {"authz", "spiffe"}},
         HelpCase{"Authz", {"authz"}, "palisadectl authz [command]", {}, {"check", "validate"}},
-        HelpCase{"AuthzCheck",
-                 {"authz", "check"},
-                 "palisadectl authz check --policies FILE_OR_DIR --workload-namespace NS",
-                 {"--policies FILE_OR_DIR", "--workload-namespace NS", "--workload-labels",
-                  "--root-namespace NS", "--source SPIFFE_ID", "--source-ip IP", "--port N",
-                  "--host H", "--method M", "--path P", "--header 'Name: value'", "--sni S",
-                  "--tcp", "--output"},
-                 {}},
+        HelpCase{
+            "AuthzCheck",
+            {"authz", "check"},
+            "palisadectl authz check --policies FILE_OR_DIR --workload-namespace NS",
+            {"--policies FILE_OR_DIR", "--workload-namespace NS", "--workload-labels",
+             "--root-namespace NS", "--source SPIFFE_ID", "--source-ip IP", "--port N", "--host H",
+             "--method M", "--path P", "--header 'Name: value'", "--sni S", "--tcp", "--output"},
+            {}},
         HelpCase{"AuthzValidate",
                  {"authz", "validate"},
                  "palisadectl authz validate FILE_OR_DIR",
@@ -1279,13 +1265,14 @@ TEST_P(UnknownCommandTest, UnknownCommand_ExitsTwo) {
   EXPECT_THAT(r.err, HasSubstr("unknown command \"bogus\""));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    PalisadectlTest, UnknownCommandTest,
-    ::testing::Values(UnknownCommandCase{"Root", {"bogus"}},
-                      UnknownCommandCase{"UnderAuthz", {"authz", "bogus"}},
-                      UnknownCommandCase{"UnderSpiffe", {"spiffe", "bogus"}},
-                      UnknownCommandCase{"AfterHelpWord", {"help", "bogus"}}),
-    [](const ::testing::TestParamInfo<UnknownCommandCase>& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(PalisadectlTest, UnknownCommandTest,
+                         ::testing::Values(UnknownCommandCase{"Root", {"bogus"}},
+                                           UnknownCommandCase{"UnderAuthz", {"authz", "bogus"}},
+                                           UnknownCommandCase{"UnderSpiffe", {"spiffe", "bogus"}},
+                                           UnknownCommandCase{"AfterHelpWord", {"help", "bogus"}}),
+                         [](const ::testing::TestParamInfo<UnknownCommandCase>& info) {
+                           return info.param.name;
+                         });
 
 TEST(PalisadectlTest, UnknownRootFlag_ExitsTwo) {
   RunResult r = run({"--bogus"});
@@ -1302,10 +1289,10 @@ namespace {
 // "Why was this denied?": with no ALLOW policy matching, every ALLOW rule is listed with the
 // fields the request failed, as the policy names them.
 TEST(PalisadectlTest, AuthzCheck_NoAllowMatched_ExplainsEachRule) {
-  RunResult r = run(examplesCheck({"--workload-namespace", "foo", "--workload-labels",
-                                   "app=httpbin", "--source",
-                                   "spiffe://cluster.local/ns/foo/sa/sleep", "--method", "POST",
-                                   "--path", "/post", "--port", "8000"}));
+  RunResult r =
+      run(examplesCheck({"--workload-namespace", "foo", "--workload-labels", "app=httpbin",
+                         "--source", "spiffe://cluster.local/ns/foo/sa/sleep", "--method", "POST",
+                         "--path", "/post", "--port", "8000"}));
   EXPECT_EQ(r.exit_code, 1) << r.dump();
   EXPECT_EQ(firstLine(r.out), "DENY");
   EXPECT_THAT(r.out, HasSubstr("decided by: no ALLOW policy matched (foo/httpbin)"));
@@ -1319,10 +1306,9 @@ TEST(PalisadectlTest, AuthzCheck_NoAllowMatched_ExplainsEachRule) {
 }
 
 TEST(PalisadectlTest, AuthzCheckJson_NoAllowMatched_ListsMismatchesAndTcpDrops) {
-  RunResult r = run(examplesCheck({"--workload-namespace", "foo", "--workload-labels",
-                                   "app=httpbin", "--source",
-                                   "spiffe://cluster.local/ns/foo/sa/sleep", "--tcp", "--port",
-                                   "9000", "--output", "json"}));
+  RunResult r = run(examplesCheck(
+      {"--workload-namespace", "foo", "--workload-labels", "app=httpbin", "--source",
+       "spiffe://cluster.local/ns/foo/sa/sleep", "--tcp", "--port", "9000", "--output", "json"}));
   EXPECT_EQ(r.exit_code, 1) << r.dump();
   nlohmann::json j = nlohmann::json::parse(r.out);
   ASSERT_TRUE(j.contains("allowRulesNotMatched")) << r.out;

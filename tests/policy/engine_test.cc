@@ -703,8 +703,8 @@ TEST(EngineTest, ConditionPeerAndSni) {
        allowWhen("{key: source.serviceAccount, values: [sleep]}"),
        http().peer("spiffe://cluster.local/ns/bar/sa/sleep"), kDeny},
       {"source.serviceAccount: ns/name",
-       allowWhen("{key: source.serviceAccount, values: [bar/client]}"), tcp().peer(kClient),
-       kAllow, "allow", 0},
+       allowWhen("{key: source.serviceAccount, values: [bar/client]}"), tcp().peer(kClient), kAllow,
+       "allow", 0},
       {"source.serviceAccount notValues: plaintext peer matches",
        allowWhen("{key: source.serviceAccount, notValues: [sleep]}"), http(), kAllow, "allow", 0},
   });

@@ -24,9 +24,7 @@ struct AddressCase {
   std::string want_error;
 };
 
-std::string badAddress(const std::string& text) {
-  return "ip: bad IP address \"" + text + "\"";
-}
+std::string badAddress(const std::string& text) { return "ip: bad IP address \"" + text + "\""; }
 
 std::string badRange(const std::string& text) { return "ip: bad CIDR range \"" + text + "\""; }
 
@@ -64,12 +62,11 @@ TEST(IpAddressTest, ParsesIpv4) {
 
 TEST(IpAddressTest, RefusesBadIpv4) {
   const char* inputs[] = {
-      "",          // empty
+      "",           // empty
       "010.0.0.1",  // leading zero: octal to inet_aton, refused by netip.ParseAddr
-      "1.2.3.04",  "00.1.2.3", "1.2.3",      "1.2.3.4.5", "256.0.0.1", "1.2.3.256",
-      "1000.1.1.1", "1..2.3",  "1.2.3.",     ".1.2.3",    "1.2.3.4 ", " 1.2.3.4",
-      "+1.2.3.4",  "-1.2.3.4", "1.2.3.4/8",  "a.b.c.d",   "0x1.2.3.4", "1.2.3.4.",
-      "1,2,3,4",   "4294967295", "1.2.3.4%eth0",
+      "1.2.3.04",  "00.1.2.3", "1.2.3",     "1.2.3.4.5", "256.0.0.1", "1.2.3.256",  "1000.1.1.1",
+      "1..2.3",    "1.2.3.",   ".1.2.3",    "1.2.3.4 ",  " 1.2.3.4",  "+1.2.3.4",   "-1.2.3.4",
+      "1.2.3.4/8", "a.b.c.d",  "0x1.2.3.4", "1.2.3.4.",  "1,2,3,4",   "4294967295", "1.2.3.4%eth0",
   };
   for (const char* in : inputs) {
     checkAddress({"bad ipv4", in, Family::kNone, {}, badAddress(in)});
@@ -97,8 +94,7 @@ TEST(IpAddressTest, ParsesIpv6) {
       // RFC 5952 4.1: leading zeros in a group are dropped.
       {"leading zeros in groups", "2001:db8:00ab:0001::", Family::kV6, "2001:db8:ab:1::", {}},
       {"zeros before the run", "0:0:1::", Family::kV6, "0:0:1::", {}},
-      {"embedded ipv4 full form", "1:2:3:4:5:6:1.2.3.4", Family::kV6, "1:2:3:4:5:6:102:304",
-       {}},
+      {"embedded ipv4 full form", "1:2:3:4:5:6:1.2.3.4", Family::kV6, "1:2:3:4:5:6:102:304", {}},
   };
   for (const AddressCase& c : cases) {
     checkAddress(c);
@@ -124,31 +120,31 @@ TEST(IpAddressTest, Ipv4MappedUsesMixedNotation) {
 
 TEST(IpAddressTest, RefusesBadIpv6) {
   const char* inputs[] = {
-      ":::",                // three colons
-      "1::2::3",            // "::" twice
-      "::1::",              // "::" twice
-      "1:2:3:4:5:6:7:8:9",  // nine groups
-      "1:2:3:4:5:6:7:8::",  // eight groups and a gap
-      "::1:2:3:4:5:6:7:8",  // a gap and eight groups
-      "1:2:3:4:5:6:7",      // seven groups, no gap
-      ":1::2",              // leading single colon
-      "1::2:",              // trailing single colon
-      "1:",                 // trailing single colon
-      ":",                  // a lone colon
-      "12345::",            // five hex digits
-      "g::1",               // not hex
-      "fe80::1%eth0",       // zone id
-      "fe80::1%25eth0",     // percent-encoded zone id
-      "[::1]",              // brackets
-      "::1/128",            // a prefix is not an address
-      "1.2.3.4::",          // IPv4 tail not last
-      "::ffff:1.2.3",       // short IPv4 tail
-      "::ffff:01.2.3.4",    // leading zero in the IPv4 tail
-      "::ffff:1.2.3.256",   // octet out of range in the IPv4 tail
+      ":::",                    // three colons
+      "1::2::3",                // "::" twice
+      "::1::",                  // "::" twice
+      "1:2:3:4:5:6:7:8:9",      // nine groups
+      "1:2:3:4:5:6:7:8::",      // eight groups and a gap
+      "::1:2:3:4:5:6:7:8",      // a gap and eight groups
+      "1:2:3:4:5:6:7",          // seven groups, no gap
+      ":1::2",                  // leading single colon
+      "1::2:",                  // trailing single colon
+      "1:",                     // trailing single colon
+      ":",                      // a lone colon
+      "12345::",                // five hex digits
+      "g::1",                   // not hex
+      "fe80::1%eth0",           // zone id
+      "fe80::1%25eth0",         // percent-encoded zone id
+      "[::1]",                  // brackets
+      "::1/128",                // a prefix is not an address
+      "1.2.3.4::",              // IPv4 tail not last
+      "::ffff:1.2.3",           // short IPv4 tail
+      "::ffff:01.2.3.4",        // leading zero in the IPv4 tail
+      "::ffff:1.2.3.256",       // octet out of range in the IPv4 tail
       "1:2:3:4:5:6:7:1.2.3.4",  // IPv4 tail after seven groups
-      "::1.2.3.4:1",        // IPv4 tail not last
-      " ::1",               // leading space
-      "::1 ",               // trailing space
+      "::1.2.3.4:1",            // IPv4 tail not last
+      " ::1",                   // leading space
+      "::1 ",                   // trailing space
   };
   for (const char* in : inputs) {
     checkAddress({"bad ipv6", in, Family::kNone, {}, badAddress(in)});
@@ -221,8 +217,7 @@ TEST(CidrRangeTest, Parse) {
       {"two slashes", "10.0.0.0/8/9", Family::kNone, 0, badRange("10.0.0.0/8/9")},
       {"space after prefix", "10.0.0.0/8 ", Family::kNone, 0, badRange("10.0.0.0/8 ")},
       {"hex prefix", "10.0.0.0/0x8", Family::kNone, 0, badRange("10.0.0.0/0x8")},
-      {"huge prefix", "10.0.0.0/4294967304", Family::kNone, 0,
-       badRange("10.0.0.0/4294967304")},
+      {"huge prefix", "10.0.0.0/4294967304", Family::kNone, 0, badRange("10.0.0.0/4294967304")},
       {"bad address with prefix", "010.0.0.0/8", Family::kNone, 0, badRange("010.0.0.0/8")},
       {"only a prefix", "/8", Family::kNone, 0, badRange("/8")},
       {"bad address without prefix", "10.0.0", Family::kNone, 0, badAddress("10.0.0")},

@@ -51,18 +51,21 @@ void checkRows(const std::vector<Row>& rows) {
 std::string schemeWarning(const std::string& at, const std::string& principal) {
   return "test.yaml:" + at + ": warning: principal \"" + principal +
          "\" starts with spiffe:// and never matches: policies name principals without the "
-         "scheme, e.g. \"" + principal.substr(9) + "\"";
+         "scheme, e.g. \"" +
+         principal.substr(9) + "\"";
 }
 
 TEST(LintTest, PrincipalWithScheme) {
   const std::string src = kApHead + "spec:\n  rules:\n  - from:\n    - source:\n";  // line 10
   checkRows({
-      {"principal", src + "        principals: [\"spiffe://cluster.local/ns/a/sa/b\"]\n",
+      {"principal",
+       src + "        principals: [\"spiffe://cluster.local/ns/a/sa/b\"]\n",
        {schemeWarning("10:22", "spiffe://cluster.local/ns/a/sa/b")}},
       {"second principal",
        src + "        principals: [\"cluster.local/ns/a/sa/b\", \"spiffe://td/x\"]\n",
        {schemeWarning("10:49", "spiffe://td/x")}},
-      {"not principal", src + "        notPrincipals: [\"spiffe://td/ns/a/sa/*\"]\n",
+      {"not principal",
+       src + "        notPrincipals: [\"spiffe://td/ns/a/sa/*\"]\n",
        {schemeWarning("10:25", "spiffe://td/ns/a/sa/*")}},
       {"source.principal condition",
        kApHead + "spec:\n  rules:\n  - when:\n    - key: source.principal\n"
@@ -78,15 +81,15 @@ TEST(LintTest, PrincipalWithScheme) {
 
 std::string tcpWarning(const std::string& at, const std::string& action, int rule,
                        const std::string& field) {
-  return "test.yaml:" + at + ": warning: " + action + " policy ns/p rule " +
-         std::to_string(rule) + " uses HTTP-only field " + field +
+  return "test.yaml:" + at + ": warning: " + action + " policy ns/p rule " + std::to_string(rule) +
+         " uses HTTP-only field " + field +
          ", which plain TCP connections do not have; on TCP traffic it is ignored and the rule " +
          (action == "DENY" ? "denies" : "audits") +
          " every TCP connection that matches the rest of it; restrict it with ports";
 }
 
 TEST(LintTest, DenyAndAuditRulesWithHttpOnlyFields) {
-  const std::string deny = kApHead + "spec:\n  action: DENY\n  rules:\n";   // rule on line 9
+  const std::string deny = kApHead + "spec:\n  action: DENY\n  rules:\n";  // rule on line 9
   const std::string audit = kApHead + "spec:\n  action: AUDIT\n  rules:\n";
   checkRows({
       {"deny methods without ports",
@@ -103,7 +106,8 @@ TEST(LintTest, DenyAndAuditRulesWithHttpOnlyFields) {
        deny + "  - to:\n    - operation:\n        ports: [\"8080\"]\n    - operation:\n"
               "        paths: [\"/admin\"]\n",
        {tcpWarning("13:9", "DENY", 0, "paths")}},
-      {"deny hosts", deny + "  - to:\n    - operation:\n        hosts: [\"example.com:*\"]\n",
+      {"deny hosts",
+       deny + "  - to:\n    - operation:\n        hosts: [\"example.com:*\"]\n",
        {tcpWarning("11:9", "DENY", 0, "hosts")}},
       {"deny header condition",
        deny + "  - from:\n    - source:\n        namespaces: [\"dev\"]\n    when:\n"
@@ -112,15 +116,17 @@ TEST(LintTest, DenyAndAuditRulesWithHttpOnlyFields) {
       {"deny points at the first http-only field",
        deny + "  - to:\n    - operation:\n        paths: [\"/a\"]\n        methods: [\"GET\"]\n",
        {tcpWarning("12:9", "DENY", 0, "methods")}},
-      {"deny second rule", deny + "  - from:\n    - source:\n        namespaces: [\"dev\"]\n"
-                                  "  - to:\n    - operation:\n        methods: [\"DELETE\"]\n",
+      {"deny second rule",
+       deny + "  - from:\n    - source:\n        namespaces: [\"dev\"]\n"
+              "  - to:\n    - operation:\n        methods: [\"DELETE\"]\n",
        {tcpWarning("14:9", "DENY", 1, "methods")}},
       {"deny without http-only fields",
        deny + "  - from:\n    - source:\n        ipBlocks: [\"10.0.0.0/8\"]\n"
               "    when:\n    - key: source.namespace\n      values: [\"dev\"]\n",
        {}},
       {"deny everything", deny + "  - {}\n", {}},
-      {"audit paths without ports", audit + "  - to:\n    - operation:\n        paths: [\"/x\"]\n",
+      {"audit paths without ports",
+       audit + "  - to:\n    - operation:\n        paths: [\"/x\"]\n",
        {tcpWarning("11:9", "AUDIT", 0, "paths")}},
       {"audit paths with ports",
        audit + "  - to:\n    - operation:\n        paths: [\"/x\"]\n        ports: [\"80\"]\n",
@@ -136,9 +142,11 @@ TEST(LintTest, HostWithoutPort) {
       "warning: host \"example.com\" does not match a Host header that carries a port, such as "
       "\"example.com:8080\"; add \"example.com:*\" to match those too";
   checkRows({
-      {"exact host", op + "        hosts: [\"example.com\"]\n",
+      {"exact host",
+       op + "        hosts: [\"example.com\"]\n",
        {"test.yaml:13:17: " + host_warning}},
-      {"not host", op + "        notHosts: [\"example.com\"]\n",
+      {"not host",
+       op + "        notHosts: [\"example.com\"]\n",
        {"test.yaml:13:20: " + host_warning}},
       {"suffix host",
        op + "        hosts: [\"*.example.com\"]\n",
@@ -186,7 +194,8 @@ TEST(LintTest, DuplicatePeerAuthenticationScope) {
       "spec:\n  selector:\n    matchLabels:\n      app: api\n  mtls:\n    mode: STRICT\n";
   // Each document is 8 or 11 lines; the second starts after "---".
   checkRows({
-      {"two namespace policies", pa("ns", "a", strict) + "---\n" + pa("ns", "b", strict),
+      {"two namespace policies",
+       pa("ns", "a", strict) + "---\n" + pa("ns", "b", strict),
        {"test.yaml:13:3: warning: PeerAuthentication ns/b has the same scope as a "
         "(test.yaml:4:3); only the oldest of them applies"}},
       {"two workload policies with the same labels",

@@ -105,8 +105,7 @@ TEST(LoaderTest, DocumentErrors) {
            msg_kind},
       {"kind is case-sensitive",
        "apiVersion: security.istio.io/v1\nkind: authorizationpolicy\nmetadata:\n  name: r\n",
-       "test.yaml:2:7: unsupported kind \"authorizationpolicy\" (security.istio.io/v1)" +
-           msg_kind},
+       "test.yaml:2:7: unsupported kind \"authorizationpolicy\" (security.istio.io/v1)" + msg_kind},
       {"unsupported apiVersion",
        "apiVersion: security.istio.io/v1alpha1\nkind: AuthorizationPolicy\nmetadata:\n"
        "  name: p\n",
@@ -212,8 +211,8 @@ TEST(LoaderTest, MetadataErrors) {
       {"annotation value not a string",
        head + "metadata:\n  name: p\n  annotations:\n    a: [b]\n" + tail,
        "test.yaml:6:5: metadata.annotations must map strings to strings"},
-      {"duplicate annotation", head + "metadata:\n  name: p\n  annotations:\n    a: x\n    a: y\n" +
-                                   tail,
+      {"duplicate annotation",
+       head + "metadata:\n  name: p\n  annotations:\n    a: x\n    a: y\n" + tail,
        "test.yaml:7:5: duplicate key \"a\" in metadata.annotations"},
       {"labels not strings", head + "metadata:\n  name: p\n  labels:\n    a: {b: c}\n" + tail,
        "test.yaml:6:5: metadata.labels must map strings to strings"},
@@ -527,9 +526,9 @@ TEST(LoaderTest, ServiceAccountBoundsAsIstio) {
   many += "]\n";
   EXPECT_FALSE(load(many).ok()) << "17 serviceAccounts accepted";
 
-  const std::string long_value =
-      kRule + "  - from:\n    - source:\n        serviceAccounts: [\"ns/" + std::string(318, 'a') +
-      "\"]\n";
+  const std::string long_value = kRule +
+                                 "  - from:\n    - source:\n        serviceAccounts: [\"ns/" +
+                                 std::string(318, 'a') + "\"]\n";
   EXPECT_FALSE(load(long_value).ok()) << "a 321-character service account accepted";
 }
 
@@ -548,8 +547,9 @@ TEST(LoaderTest, PeerAuthenticationErrors) {
        "test.yaml:9:5: unknown field \"bogus\" in spec.mtls"},
       {"no metadata", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nspec: {}\n",
        "test.yaml:1:1: PeerAuthentication has no metadata"},
-      {"missing name", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
-                       "metadata:\n  namespace: ns\n",
+      {"missing name",
+       "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+       "metadata:\n  namespace: ns\n",
        "test.yaml:4:3: metadata.name is required"},
       {"spec not a mapping", p + "spec: STRICT\n", "test.yaml:6:7: spec must be a mapping"},
       {"bad mtls mode", p + "spec:\n  mtls:\n    mode: STRICTER\n",
@@ -580,8 +580,9 @@ TEST(LoaderTest, PeerAuthenticationErrors) {
        "test.yaml:10:3: port level mTLS, if defined, must have at least one element"},
       {"port level mtls not a mapping", sel + "  portLevelMtls: [8080]\n",
        "test.yaml:10:18: spec.portLevelMtls must be a mapping"},
-      {"duplicate port", sel + "  portLevelMtls:\n    8080:\n      mode: DISABLE\n    8080:\n"
-                               "      mode: STRICT\n",
+      {"duplicate port",
+       sel + "  portLevelMtls:\n    8080:\n      mode: DISABLE\n    8080:\n"
+             "      mode: STRICT\n",
        "test.yaml:13:5: duplicate port 8080 in spec.portLevelMtls"},
       {"bad port mode", sel + "  portLevelMtls:\n    8080:\n      mode: OFF\n",
        "test.yaml:12:13: unknown mTLS mode \"OFF\" in spec.portLevelMtls[8080].mode" + modes},
@@ -596,24 +597,24 @@ TEST(LoaderTest, PeerAuthenticationErrors) {
 
 TEST(LoaderTest, ReportsEveryErrorInAFile) {
   const std::string yaml = kApHead +
-                           "spec:\n"                              // 6
-                           "  action: NOPE\n"                     // 7
-                           "  rules:\n"                           // 8
-                           "  - from:\n"                          // 9
-                           "    - source:\n"                      // 10
+                           "spec:\n"                               // 6
+                           "  action: NOPE\n"                      // 7
+                           "  rules:\n"                            // 8
+                           "  - from:\n"                           // 9
+                           "    - source:\n"                       // 10
                            "        ipBlocks: [\"1.2.3.4/99\"]\n"  // 11
-                           "        bogus: 1\n"                   // 12
-                           "    to:\n"                            // 13
-                           "    - operation:\n"                   // 14
-                           "        ports: [\"http\"]\n"          // 15
-                           "---\n"                                // 16
-                           "apiVersion: security.istio.io/v1\n"   // 17
-                           "kind: Gateway\n"                      // 18
-                           "---\n"                                // 19
-                           + kPaHead +                            // 20-24
-                           "spec:\n"                              // 25
-                           "  mtls:\n"                            // 26
-                           "    mode: MAYBE\n";                   // 27
+                           "        bogus: 1\n"                    // 12
+                           "    to:\n"                             // 13
+                           "    - operation:\n"                    // 14
+                           "        ports: [\"http\"]\n"           // 15
+                           "---\n"                                 // 16
+                           "apiVersion: security.istio.io/v1\n"    // 17
+                           "kind: Gateway\n"                       // 18
+                           "---\n"                                 // 19
+                           + kPaHead +                             // 20-24
+                           "spec:\n"                               // 25
+                           "  mtls:\n"                             // 26
+                           "    mode: MAYBE\n";                    // 27
   LoadResult r = load(yaml);
   EXPECT_EQ(errors(r),
             "test.yaml:7:11: unknown action \"NOPE\" (expected ALLOW, DENY or AUDIT)\n"
@@ -632,35 +633,35 @@ TEST(LoaderTest, ReportsEveryErrorInAFile) {
 
 TEST(LoaderTest, LoadsAFullAuthorizationPolicy) {
   const std::string yaml =
-      "apiVersion: security.istio.io/v1\n"          // 1
-      "kind: AuthorizationPolicy\n"                 // 2
-      "metadata:\n"                                 // 3
-      "  name: httpbin\n"                           // 4
-      "  namespace: foo\n"                          // 5
-      "spec:\n"                                     // 6
-      "  selector:\n"                               // 7
-      "    matchLabels:\n"                          // 8
-      "      app: httpbin\n"                        // 9
-      "      version: v1\n"                         // 10
-      "  action: DENY\n"                            // 11
-      "  rules:\n"                                  // 12
-      "  - from:\n"                                 // 13
-      "    - source:\n"                             // 14
+      "apiVersion: security.istio.io/v1\n"                             // 1
+      "kind: AuthorizationPolicy\n"                                    // 2
+      "metadata:\n"                                                    // 3
+      "  name: httpbin\n"                                              // 4
+      "  namespace: foo\n"                                             // 5
+      "spec:\n"                                                        // 6
+      "  selector:\n"                                                  // 7
+      "    matchLabels:\n"                                             // 8
+      "      app: httpbin\n"                                           // 9
+      "      version: v1\n"                                            // 10
+      "  action: DENY\n"                                               // 11
+      "  rules:\n"                                                     // 12
+      "  - from:\n"                                                    // 13
+      "    - source:\n"                                                // 14
       "        principals: [\"cluster.local/ns/default/sa/sleep\"]\n"  // 15
-      "        notNamespaces: [\"dev\"]\n"          // 16
-      "    - source:\n"                             // 17
-      "        ipBlocks: [\"10.0.0.0/8\"]\n"        // 18
-      "    to:\n"                                   // 19
-      "    - operation:\n"                          // 20
-      "        methods: [\"GET\", \"HEAD\"]\n"      // 21
-      "        paths: [\"/info*\", \"/api/{*}/x\"]\n"  // 22
-      "        ports: [\"8080\", \"0\"]\n"          // 23
-      "    when:\n"                                 // 24
-      "    - key: request.headers[X-Token]\n"       // 25
-      "      notValues: [\"\\u0061bc\"]\n"          // 26
-      "    - key: destination.port\n"               // 27
-      "      values: [\"65535\"]\n"                 // 28
-      "  - {}\n";                                   // 29
+      "        notNamespaces: [\"dev\"]\n"                             // 16
+      "    - source:\n"                                                // 17
+      "        ipBlocks: [\"10.0.0.0/8\"]\n"                           // 18
+      "    to:\n"                                                      // 19
+      "    - operation:\n"                                             // 20
+      "        methods: [\"GET\", \"HEAD\"]\n"                         // 21
+      "        paths: [\"/info*\", \"/api/{*}/x\"]\n"                  // 22
+      "        ports: [\"8080\", \"0\"]\n"                             // 23
+      "    when:\n"                                                    // 24
+      "    - key: request.headers[X-Token]\n"                          // 25
+      "      notValues: [\"\\u0061bc\"]\n"                             // 26
+      "    - key: destination.port\n"                                  // 27
+      "      values: [\"65535\"]\n"                                    // 28
+      "  - {}\n";                                                      // 29
   LoadResult r = load(yaml);
   ASSERT_TRUE(r.ok()) << r.errorText();
   ASSERT_EQ(r.bundle.authorization_policies.size(), 1u);
@@ -754,11 +755,10 @@ TEST(LoaderTest, LoadsPeerAuthentication) {
   ASSERT_TRUE(pa.selector.has_value());
   EXPECT_EQ(pa.selector->match_labels.at("app"), "web");
   EXPECT_EQ(pa.mode, MtlsMode::kStrict);
-  EXPECT_EQ(pa.port_level_mtls,
-            (std::map<std::uint32_t, MtlsMode>{{8080, MtlsMode::kDisable},
-                                               {9090, MtlsMode::kUnset},
-                                               {9091, MtlsMode::kPermissive},
-                                               {65535, MtlsMode::kUnset}}));
+  EXPECT_EQ(pa.port_level_mtls, (std::map<std::uint32_t, MtlsMode>{{8080, MtlsMode::kDisable},
+                                                                   {9090, MtlsMode::kUnset},
+                                                                   {9091, MtlsMode::kPermissive},
+                                                                   {65535, MtlsMode::kUnset}}));
 }
 
 TEST(LoaderTest, PeerAuthenticationModes) {
@@ -938,9 +938,9 @@ TEST(LoaderTest, DryRunAnnotation) {
   };
   // Go's strconv.ParseBool, which Istio uses.
   const Row rows[] = {
-      {"\"true\"", true},   {"\"True\"", true},   {"\"TRUE\"", true}, {"\"t\"", true},
-      {"\"T\"", true},      {"\"1\"", true},      {"\"false\"", false}, {"\"False\"", false},
-      {"\"FALSE\"", false}, {"\"f\"", false},     {"\"F\"", false},   {"\"0\"", false},
+      {"\"true\"", true},   {"\"True\"", true}, {"\"TRUE\"", true},   {"\"t\"", true},
+      {"\"T\"", true},      {"\"1\"", true},    {"\"false\"", false}, {"\"False\"", false},
+      {"\"FALSE\"", false}, {"\"f\"", false},   {"\"F\"", false},     {"\"0\"", false},
   };
   for (const Row& row : rows) {
     SCOPED_TRACE(row.value);
@@ -1017,8 +1017,8 @@ class TempDir {
 };
 
 std::string policyNamed(const std::string& name) {
-  return "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: " +
-         name + "\nspec: {}\n";
+  return "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: " + name +
+         "\nspec: {}\n";
 }
 
 TEST(LoaderTest, LoadPathDirectoryRecursiveSorted) {
@@ -1051,8 +1051,7 @@ TEST(LoaderTest, LoadPathDirectoryRecursiveSorted) {
 TEST(LoaderTest, LoadPathErrorsNameTheFile) {
   TempDir dir;
   const std::filesystem::path good = dir.write("a.yaml", policyNamed("a"));
-  const std::filesystem::path bad =
-      dir.write("b.yaml", policyNamed("b") + "bogus: 1\n");
+  const std::filesystem::path bad = dir.write("b.yaml", policyNamed("b") + "bogus: 1\n");
   LoadResult r = loadPath(dir.path().string());
   EXPECT_EQ(errors(r), bad.string() + ":6:1: unknown field \"bogus\" in AuthorizationPolicy");
   EXPECT_EQ(r.bundle.authorization_policies.size(), 2u);

@@ -36,10 +36,10 @@ TEST(PathTemplateTest, IsTemplate) {
     bool want;
   };
   const Row rows[] = {
-      {"/foo/{*}", true},   {"/foo/{**}", true}, {"{*}", true},        {"/a{**}b", true},
-      {"/foo/bar", false},  {"/foo/*", false},   {"*", false},         {"/foo/**", false},
-      {"/{name}", false},   {"/{}", false},      {"/{x=*}", false},    {"/{ * }", false},
-      {"", false},          {"{*", false},       {"*}", false},        {"/{x=**}", false},
+      {"/foo/{*}", true},  {"/foo/{**}", true}, {"{*}", true},     {"/a{**}b", true},
+      {"/foo/bar", false}, {"/foo/*", false},   {"*", false},      {"/foo/**", false},
+      {"/{name}", false},  {"/{}", false},      {"/{x=*}", false}, {"/{ * }", false},
+      {"", false},         {"{*", false},       {"*}", false},     {"/{x=**}", false},
   };
   for (const Row& r : rows) {
     SCOPED_TRACE(r.input);

@@ -50,25 +50,39 @@ void checkParse(const ParseCase& c) {
 
 TEST(SpiffeIdTest, ParsesValidIds) {
   const ParseCase cases[] = {
-      {"kubernetes identity", "spiffe://cluster.local/ns/default/sa/web", "cluster.local",
-       "/ns/default/sa/web", {}},
-      {"spec example services", "spiffe://staging.example.com/payments/mysql",
-       "staging.example.com", "/payments/mysql", {}},
-      {"spec example opaque", "spiffe://example.com/9eebccd2-12bf-40a6-b262-65fe0487d453",
-       "example.com", "/9eebccd2-12bf-40a6-b262-65fe0487d453", {}},
+      {"kubernetes identity",
+       "spiffe://cluster.local/ns/default/sa/web",
+       "cluster.local",
+       "/ns/default/sa/web",
+       {}},
+      {"spec example services",
+       "spiffe://staging.example.com/payments/mysql",
+       "staging.example.com",
+       "/payments/mysql",
+       {}},
+      {"spec example opaque",
+       "spiffe://example.com/9eebccd2-12bf-40a6-b262-65fe0487d453",
+       "example.com",
+       "/9eebccd2-12bf-40a6-b262-65fe0487d453",
+       {}},
       {"trust domain only", "spiffe://example", "example", "", {}},
       {"trust domain with every allowed class", "spiffe://a-b_c.9.z/x", "a-b_c.9.z", "/x", {}},
       // "this definition does not exclude IPv4 addresses in dotted-quad notation" (2.1)
       {"ipv4 trust domain", "spiffe://10.0.0.1/x", "10.0.0.1", "/x", {}},
-      {"path is case-sensitive and keeps uppercase", "spiffe://example.org/Path/ELEMENT",
-       "example.org", "/Path/ELEMENT", {}},
-      {"path with every allowed class", "spiffe://example.org/aZ09.-_", "example.org",
-       "/aZ09.-_", {}},
+      {"path is case-sensitive and keeps uppercase",
+       "spiffe://example.org/Path/ELEMENT",
+       "example.org",
+       "/Path/ELEMENT",
+       {}},
+      {"path with every allowed class",
+       "spiffe://example.org/aZ09.-_",
+       "example.org",
+       "/aZ09.-_",
+       {}},
       // Only "." and ".." are relative path modifiers (2.2); other dotted names are segments.
       {"segment starting with a dot", "spiffe://example.org/.a", "example.org", "/.a", {}},
       {"segment of three dots", "spiffe://example.org/...", "example.org", "/...", {}},
-      {"segment ending with dots", "spiffe://example.org/a../b.", "example.org", "/a../b.",
-       {}},
+      {"segment ending with dots", "spiffe://example.org/a../b.", "example.org", "/a../b.", {}},
       {"trust domain of dots", "spiffe://../x", "..", "/x", {}},
       {"one-character trust domain", "spiffe://a", "a", "", {}},
   };
@@ -97,16 +111,14 @@ TEST(SpiffeIdTest, RefusesInvalidIds) {
       {"empty host", "spiffe:///path", {}, {}, kSpiffeMissingTrustDomain},
       {"empty host then query", "spiffe://?x", {}, {}, kSpiffeMissingTrustDomain},
       // "The host part of the authority MUST be lowercase." (2.1)
-      {"uppercase trust domain", "spiffe://Example.org/path", {}, {},
-       kSpiffeTrustDomainChars},
+      {"uppercase trust domain", "spiffe://Example.org/path", {}, {}, kSpiffeTrustDomainChars},
       {"all uppercase trust domain", "spiffe://EXAMPLE.ORG", {}, {}, kSpiffeTrustDomainChars},
       // "The userinfo and port parts of the authority component MUST be empty." (2.1)
       {"port", "spiffe://example.org:8080/path", {}, {}, kSpiffePort},
       {"empty port", "spiffe://example.org:/path", {}, {}, kSpiffePort},
       {"userinfo", "spiffe://user@example.org/path", {}, {}, kSpiffeUserinfo},
       // The ":" of "user:password" comes before the "@", so the colon rule is reported.
-      {"userinfo with password", "spiffe://user:password@example.org/path", {}, {},
-       kSpiffePort},
+      {"userinfo with password", "spiffe://user:password@example.org/path", {}, {}, kSpiffePort},
       {"ipv6 trust domain", "spiffe://[::1]/path", {}, {}, kSpiffeTrustDomainChars},
       // "MUST NOT include a query or fragment component" (2)
       {"query after path", "spiffe://example.org/path?query=1", {}, {}, kSpiffeQuery},
@@ -114,23 +126,23 @@ TEST(SpiffeIdTest, RefusesInvalidIds) {
       {"empty query", "spiffe://example.org/path?", {}, {}, kSpiffeQuery},
       {"fragment after path", "spiffe://example.org/path#fragment-1", {}, {}, kSpiffeFragment},
       {"fragment after trust domain", "spiffe://example.org#f", {}, {}, kSpiffeFragment},
-      {"empty query then fragment", "spiffe://example.org/path?#fragment-1", {}, {},
-       kSpiffeQuery},
+      {"empty query then fragment", "spiffe://example.org/path?#fragment-1", {}, {}, kSpiffeQuery},
       // "The host part of the authority MUST NOT contain percent-encoded characters." (2.1)
       // "The path component MUST NOT include percent-encoded characters." (2.2)
       {"percent in trust domain", "spiffe://ex%41mple.org/path", {}, {}, kSpiffePercent},
-      {"percent-encoded utf-8 trust domain", "spiffe://%F0%9F%A4%AF/path", {}, {},
-       kSpiffePercent},
+      {"percent-encoded utf-8 trust domain", "spiffe://%F0%9F%A4%AF/path", {}, {}, kSpiffePercent},
       {"percent in path", "spiffe://example.org/a%20b", {}, {}, kSpiffePercent},
-      {"percent-encoded utf-8 path", "spiffe://example.org/%F0%9F%A4%AF", {}, {},
-       kSpiffePercent},
+      {"percent-encoded utf-8 path", "spiffe://example.org/%F0%9F%A4%AF", {}, {}, kSpiffePercent},
       {"invalid percent escape", "spiffe://example.org/elem%5uent", {}, {}, kSpiffePercent},
       {"encoded slash", "spiffe://example.org/a%2Fb", {}, {}, kSpiffePercent},
       // "MUST NOT include segments that are empty or are relative path modifiers" (2.2)
       {"empty first segment", "spiffe://example.org//path", {}, {}, kSpiffeEmptySegment},
       {"empty middle segment", "spiffe://example.org/a//b", {}, {}, kSpiffeEmptySegment},
       {"only two slashes", "spiffe://example.org//", {}, {}, kSpiffeEmptySegment},
-      {"empty segment before trailing slash", "spiffe://example.org/path//", {}, {},
+      {"empty segment before trailing slash",
+       "spiffe://example.org/path//",
+       {},
+       {},
        kSpiffeEmptySegment},
       {"dot segment", "spiffe://example.org/./path", {}, {}, kSpiffeDotSegment},
       {"dot-dot segment", "spiffe://example.org/../path", {}, {}, kSpiffeDotSegment},
@@ -147,7 +159,10 @@ TEST(SpiffeIdTest, RefusesInvalidIds) {
       {"bracket in path", "spiffe://example.org/elem[ent", {}, {}, kSpiffePathChars},
       {"space in path", "spiffe://example.org/a b", {}, {}, kSpiffePathChars},
       {"tilde in path", "spiffe://example.org/~user", {}, {}, kSpiffePathChars},
-      {"spiffe id in path", "spiffe://example.org/spiffe://example.org/x", {}, {},
+      {"spiffe id in path",
+       "spiffe://example.org/spiffe://example.org/x",
+       {},
+       {},
        kSpiffePathChars},
       {"raw utf-8 in path", "spiffe://example.org/\xC3\xA9", {}, {}, kSpiffePathChars},
       {"raw utf-8 trust domain", "spiffe://\xC3\xA9.org/x", {}, {}, kSpiffeTrustDomainChars},
@@ -172,11 +187,16 @@ TEST(SpiffeIdTest, LengthLimits) {
       {"2048 bytes", at_limit, "example.org", at_limit.substr(prefix.size() - 1), {}},
       {"2049 bytes", over_limit, {}, {}, kSpiffeTooLong},
       {"trust domain of 255 bytes", "spiffe://" + td_at_limit + "/x", td_at_limit, "/x", {}},
-      {"trust domain of 255 bytes without path", "spiffe://" + td_at_limit, td_at_limit, "",
-       {}},
-      {"trust domain of 256 bytes", "spiffe://" + td_over_limit + "/x", {}, {},
+      {"trust domain of 255 bytes without path", "spiffe://" + td_at_limit, td_at_limit, "", {}},
+      {"trust domain of 256 bytes",
+       "spiffe://" + td_over_limit + "/x",
+       {},
+       {},
        kSpiffeTrustDomainTooLong},
-      {"trust domain of 256 bytes without path", "spiffe://" + td_over_limit, {}, {},
+      {"trust domain of 256 bytes without path",
+       "spiffe://" + td_over_limit,
+       {},
+       {},
        kSpiffeTrustDomainTooLong},
       // The whole-URI limit is checked first: a long ID with a bad scheme is "too long".
       {"too long and wrong scheme", "http://" + repeat('a', 2048), {}, {}, kSpiffeTooLong},
@@ -197,8 +217,8 @@ TEST(SpiffeIdTest, TrustDomainCharsetEveryByte) {
     SCOPED_TRACE(describeByte(b));
     const std::string td = std::string("trustdomain") + c;
     const std::string id = "spiffe://" + td + "/path";
-    const bool allowed = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
-                         c == '-' || c == '_';
+    const bool allowed =
+        (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_';
     Result<SpiffeId> got = SpiffeId::parse(id);
     Status bare = SpiffeId::validateTrustDomain(td);
     if (allowed) {

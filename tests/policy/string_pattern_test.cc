@@ -85,8 +85,8 @@ TEST(StringPatternTest, MatchesCaseSensitive) {
       {"both stars plain", "*abc*", s, true, "abc", false},
       {"inner star is literal", "a*c", s, true, "a*c", true},
       {"inner star is not a wildcard", "a*c", s, true, "abc", false},
-      {"principal prefix", "cluster.local/ns/default/*", s, true,
-       "cluster.local/ns/default/sa/web", true},
+      {"principal prefix", "cluster.local/ns/default/*", s, true, "cluster.local/ns/default/sa/web",
+       true},
       {"principal suffix", "*/sa/web", s, true, "cluster.local/ns/default/sa/web", true},
   };
   for (const MatchRow& r : rows) {
@@ -140,9 +140,9 @@ TEST(StringPatternTest, EqualsIgnoreCase) {
     bool want;
   };
   const Row rows[] = {
-      {"", "", true},           {"abc", "ABC", true},   {"aBc", "AbC", true},
-      {"abc", "abd", false},    {"abc", "ab", false},   {"Z", "z", true},
-      {"[", "{", false},        {"@", "`", false},      {"0", "0", true},
+      {"", "", true},        {"abc", "ABC", true}, {"aBc", "AbC", true},
+      {"abc", "abd", false}, {"abc", "ab", false}, {"Z", "z", true},
+      {"[", "{", false},     {"@", "`", false},    {"0", "0", true},
   };
   for (const Row& r : rows) {
     SCOPED_TRACE("\"" + r.a + "\" vs \"" + r.b + "\"");
