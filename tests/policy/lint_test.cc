@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "policy/loader.h"
+#include "tests/mocks/policy/manifest_heads.h"
 
 // Lint: warnings about valid policies that do not do what their authors usually mean. Each
 // warning points at the value at fault with file:line:col. The TCP warnings follow Istio's
@@ -15,13 +16,8 @@
 namespace palisade::policy {
 namespace {
 
-// Lines 1-5; "spec:" goes on line 6. metadata's mark is 4:3.
-const std::string kApHead =
-    "apiVersion: security.istio.io/v1\n"
-    "kind: AuthorizationPolicy\n"
-    "metadata:\n"
-    "  name: p\n"
-    "  namespace: ns\n";
+using test_manifests::kApHead;
+
 
 struct Row {
   std::string name;

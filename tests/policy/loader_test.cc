@@ -1,4 +1,5 @@
 #include "policy/loader.h"
+#include "tests/mocks/policy/manifest_heads.h"
 
 #include <gtest/gtest.h>
 #include <sys/socket.h>
@@ -23,19 +24,9 @@
 namespace palisade::policy {
 namespace {
 
-// Lines 1-5; "spec:" goes on line 6.
-const std::string kApHead =
-    "apiVersion: security.istio.io/v1\n"
-    "kind: AuthorizationPolicy\n"
-    "metadata:\n"
-    "  name: p\n"
-    "  namespace: ns\n";
-const std::string kPaHead =
-    "apiVersion: security.istio.io/v1\n"
-    "kind: PeerAuthentication\n"
-    "metadata:\n"
-    "  name: pa\n"
-    "  namespace: ns\n";
+using test_manifests::kApHead;
+using test_manifests::kPaHead;
+
 
 LoadResult load(const std::string& yaml) {
   LoadResult r;
