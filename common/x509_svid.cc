@@ -10,8 +10,8 @@ namespace {
 
 std::vector<std::string> sansOfType(X509* cert, int type) {
   std::vector<std::string> out;
-  GeneralNamesPtr names(static_cast<GENERAL_NAMES*>(
-      X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr)));
+  GeneralNamesPtr names(
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr)));
   if (!names) {
     return out;
   }

@@ -33,16 +33,14 @@ inline constexpr std::string_view kSvidManyUriSans =
 inline constexpr std::string_view kSvidBadSpiffeId = "x509svid: URI SAN is not a SPIFFE ID: ";
 inline constexpr std::string_view kSvidLeafWithoutPath =
     "x509svid: leaf SPIFFE ID has no path (a trust domain ID cannot identify a workload)";
-inline constexpr std::string_view kSvidLeafIsCa =
-    "x509svid: leaf certificate has the CA flag set";
+inline constexpr std::string_view kSvidLeafIsCa = "x509svid: leaf certificate has the CA flag set";
 inline constexpr std::string_view kSvidLeafKeyCertSign =
     "x509svid: leaf certificate has the keyCertSign key usage";
 inline constexpr std::string_view kSvidLeafCrlSign =
     "x509svid: leaf certificate has the cRLSign key usage";
 inline constexpr std::string_view kSvidLeafNoDigitalSignature =
     "x509svid: leaf certificate lacks the digitalSignature key usage";
-inline constexpr std::string_view kSvidSignerNotCa =
-    "x509svid: signing certificate is not a CA: ";
+inline constexpr std::string_view kSvidSignerNotCa = "x509svid: signing certificate is not a CA: ";
 inline constexpr std::string_view kSvidSignerNoKeyCertSign =
     "x509svid: signing certificate lacks the keyCertSign key usage: ";
 inline constexpr std::string_view kSvidWrongTrustDomain = "x509svid: SPIFFE ID is in trust domain ";
@@ -57,8 +55,8 @@ std::vector<std::string> dnsSans(X509* cert);
 Result<policy::SpiffeId> spiffeIdOf(X509* cert);
 
 struct VerifyOptions {
-  std::optional<std::time_t> at;               // default: now
-  std::optional<std::string> trust_domain;     // the leaf must be in it, when set
+  std::optional<std::time_t> at;            // default: now
+  std::optional<std::string> trust_domain;  // the leaf must be in it, when set
 };
 
 struct VerifiedSvid {
