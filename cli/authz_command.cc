@@ -421,25 +421,4 @@ Command authzCommand() {
   return authz;
 }
 
-Command rootCommand() {
-  Command root;
-  root.name = "palisadectl";
-  root.summary = "The Palisade operator's tool";
-  root.long_help =
-      "palisadectl is the operator's tool for Palisade, a service-mesh sidecar with SPIFFE\n"
-      "authorization. It checks SPIFFE IDs and Istio authorization policies offline.";
-  Command version;
-  version.name = "version";
-  version.summary = "Print the version of palisadectl";
-  version.usage = "palisadectl version";
-  version.run = [](const Args&, Io& io) {
-    io.out << "palisadectl " << PALISADE_VERSION << "\n";
-    return kExitOk;
-  };
-  root.children.push_back(authzCommand());
-  root.children.push_back(spiffeCommand());
-  root.children.push_back(std::move(version));
-  return root;
-}
-
 }  // namespace palisade::cli

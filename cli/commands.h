@@ -8,6 +8,10 @@ namespace palisade::cli {
 
 Command spiffeCommand();
 Command authzCommand();
+Command caCommand();
+Command certCommand();
+Command certsCommand();
+Command svidCommand();
 Command rootCommand();
 
 }  // namespace palisade::cli
