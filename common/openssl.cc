@@ -34,8 +34,11 @@ std::string opensslErrors() {
 }
 
 Error opensslError(std::string_view what) {
-  std::string errors = opensslErrors();
-  return invalidArgument(std::string(what) + (errors.empty() ? "" : ": " + errors));
+  std::string message(what);
+  if (std::string errors = opensslErrors(); !errors.empty()) {
+    message.append(": ").append(errors);
+  }
+  return invalidArgument(std::move(message));
 }
 
 namespace {
@@ -212,7 +215,9 @@ Result<std::string> readFile(const std::string& path) {
 Status writeFileAtomic(const std::string& path, std::string_view data, unsigned mode) {
   std::filesystem::path target(path);
   std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : ".";
-  std::string tmpl = (dir / ("." + target.filename().string() + ".XXXXXX")).string();
+  std::string hidden = ".";
+  hidden.append(target.filename().string()).append(".XXXXXX");
+  std::string tmpl = (dir / hidden).string();
   std::vector<char> name(tmpl.begin(), tmpl.end());
   name.push_back('\0');
   int fd = mkstemp(name.data());  // created 0600

@@ -1,4 +1,10 @@
+// EVP_PKEY_get1_EC_KEY and friends are deprecated in OpenSSL 3 but are the fast path; see
+// setPublicKey().
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include "control-plane/ca.h"
+
+#include <openssl/ec.h>
+#include <openssl/rsa.h>
 
 #include <openssl/err.h>
 #include <openssl/rand.h>
@@ -106,6 +112,26 @@ Result<X509Ptr> makeCaCertificate(EVP_PKEY* key, X509* issuer, EVP_PKEY* issuer_
     return s.error();
   }
   return cert;
+}
+
+// Sets the CSR's public key on `cert`. X509_set_pubkey with a key from OpenSSL 3's providers
+// re-encodes it through the provider encoder and decodes it again, which costs more than
+// signing the certificate; a legacy (EC_KEY/RSA) copy of the key takes the direct encoding
+// path and leaves `cert` with its decoded key, as users of the certificate expect.
+Status setPublicKey(EVP_PKEY* pub, X509* cert) {
+  EvpPkeyPtr legacy(EVP_PKEY_new());
+  bool converted = false;
+  if (EVP_PKEY_get_base_id(pub) == EVP_PKEY_EC) {
+    EC_KEY* ec = EVP_PKEY_get1_EC_KEY(pub);
+    converted = ec != nullptr && EVP_PKEY_assign_EC_KEY(legacy.get(), ec) == 1;
+  } else if (EVP_PKEY_get_base_id(pub) == EVP_PKEY_RSA) {
+    RSA* rsa = EVP_PKEY_get1_RSA(pub);
+    converted = rsa != nullptr && EVP_PKEY_assign_RSA(legacy.get(), rsa) == 1;
+  }
+  if (X509_set_pubkey(cert, converted ? legacy.get() : pub) != 1) {
+    return common::opensslError("ca: cannot set the certificate's public key");
+  }
+  return Ok{};
 }
 
 bool selfSigned(X509* cert) { return X509_check_issued(cert, cert) == X509_V_OK; }
@@ -300,7 +326,9 @@ Result<IssuedCertificate> CertificateAuthority::sign(X509_REQ* csr, const policy
   ASN1_TIME_set(X509_getm_notBefore(cert.get()), not_before);
   ASN1_TIME_set(X509_getm_notAfter(cert.get()), not_after);
   // Whatever else the CSR asks for (subject, extensions) is ignored: only its key is used.
-  X509_set_pubkey(cert.get(), pub);
+  if (Status s = setPublicKey(pub, cert.get()); !s.ok()) {
+    return s.error();
+  }
   std::vector<std::pair<const char*, std::string>> subject = {{"O", "palisade"}};
   if (!options.dns_names.empty()) {
     subject.emplace_back("CN", options.dns_names.front());
