@@ -295,13 +295,16 @@ Command caCommand() {
   import.long_help =
       "Take an existing CA: one made with `openssl req -x509 ... -extensions v3_ca` (RSA or\n"
       "EC; PKCS#1, SEC1 or PKCS#8 key), or an intermediate exported from Vault's PKI engine\n"
-      "(its certificate followed by its chain up to the root in --cert). A certificate that\n"
-      "is not a CA, or a key that does not match it, is refused (exit 1).\n\n"
+      "(its certificate followed by its chain up to the root in --cert). Refused (exit 1): a\n"
+      "certificate that is not a CA, one without the keyCertSign key usage the SPIFFE\n"
+      "standard requires of signing certificates (openssl's stock v3_ca has no key usage: add\n"
+      "-addext keyUsage=critical,keyCertSign,cRLSign), a key that does not match it, an\n"
+      "intermediate whose chain does not reach the root given.\n\n"
       "The trust domain is the certificate's SPIFFE ID (spiffe://TD) when it has one, else\n"
       "--trust-domain, else cluster.local.";
   import.examples =
       "  openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 \\\n"
-      "    -subj /CN=my-ca -extensions v3_ca\n"
+      "    -subj /CN=my-ca -extensions v3_ca -addext keyUsage=critical,keyCertSign,cRLSign\n"
       "  palisadectl ca import --cert ca.crt --key ca.key --trust-domain example.org --out ./ca\n";
   import.flags = {
       {"cert", "FILE", "CA certificate, then its chain up to the root (required)"},

@@ -127,7 +127,7 @@ Result<VerifiedSvid> verifySvid(X509* leaf, const std::vector<X509*>& intermedia
     if (!(f & EXFLAG_CA)) {
       return fail(kSvidSignerNotCa, subjectText(signer));
     }
-    if ((f & EXFLAG_KUSAGE) && !(X509_get_key_usage(signer) & KU_KEY_CERT_SIGN)) {
+    if (!(f & EXFLAG_KUSAGE) || !(X509_get_key_usage(signer) & KU_KEY_CERT_SIGN)) {
       return fail(kSvidSignerNoKeyCertSign, subjectText(signer));
     }
     out.expires = std::min(out.expires, notAfter(signer));

@@ -23,6 +23,7 @@ namespace palisade::cp {
 
 using common::EvpPkeyPtr;
 using common::X509Ptr;
+using common::X509StorePtr;
 
 namespace {
 
@@ -236,7 +237,9 @@ Result<CertificateAuthority> CertificateAuthority::import(
   if (!(flags & EXFLAG_CA)) {
     return invalidArgument(std::string(kCaImportNotCa));
   }
-  if ((flags & EXFLAG_KUSAGE) && !(X509_get_key_usage(cert) & KU_KEY_CERT_SIGN)) {
+  // "SVID signing certificates MUST set keyCertSign" (X509-SVID 4.3): a CA without a key
+  // usage extension (openssl's stock v3_ca) would sign leaves no strict verifier accepts.
+  if (!(flags & EXFLAG_KUSAGE) || !(X509_get_key_usage(cert) & KU_KEY_CERT_SIGN)) {
     return invalidArgument(std::string(kCaImportNoKeyCertSign));
   }
   if (X509_check_private_key(cert, key->get()) != 1) {
@@ -272,6 +275,24 @@ Result<CertificateAuthority> CertificateAuthority::import(
   }
   if (ca.roots_.empty()) {
     return invalidArgument(std::string(kCaImportNoRoot));
+  }
+  // The chain given must lead from the CA certificate to one of the roots given.
+  X509StorePtr store(X509_STORE_new());
+  for (const X509Ptr& root : ca.roots_) {
+    X509_STORE_add_cert(store.get(), root.get());
+  }
+  common::X509StackPtr untrusted(sk_X509_new_null());
+  for (const X509Ptr& c : ca.chain_) {
+    sk_X509_push(untrusted.get(), c.get());
+  }
+  common::X509StoreCtxPtr ctx(X509_STORE_CTX_new());
+  X509_STORE_CTX_init(ctx.get(), store.get(), ca.signing_cert_.get(), untrusted.get());
+  X509_VERIFY_PARAM_set_flags(X509_STORE_CTX_get0_param(ctx.get()), X509_V_FLAG_X509_STRICT);
+  X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx.get()), nowOr(now));
+  if (X509_verify_cert(ctx.get()) != 1) {
+    const int err = X509_STORE_CTX_get_error(ctx.get());
+    ERR_clear_error();
+    return invalidArgument(std::string(kCaImportBrokenChain) + X509_verify_cert_error_string(err));
   }
   return ca;
 }

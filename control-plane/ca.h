@@ -42,11 +42,14 @@ inline constexpr std::string_view kCaExpired = "ca: the CA certificate has expir
 inline constexpr std::string_view kCaImportNotCa =
     "ca import: the certificate is not a CA (basicConstraints CA:TRUE is missing)";
 inline constexpr std::string_view kCaImportNoKeyCertSign =
-    "ca import: the CA certificate's key usage lacks keyCertSign";
+    "ca import: the CA certificate's key usage lacks keyCertSign (SPIFFE signing certificates "
+    "must set it; with openssl add -addext keyUsage=critical,keyCertSign,cRLSign)";
 inline constexpr std::string_view kCaImportKeyMismatch =
     "ca import: the private key does not match the certificate";
 inline constexpr std::string_view kCaImportNoRoot =
     "ca import: an intermediate CA needs its chain up to the root in the certificate file";
+inline constexpr std::string_view kCaImportBrokenChain =
+    "ca import: the CA certificate does not chain to the root given: ";
 inline constexpr std::string_view kCaBadSerial = "ca: bad serial number (hex expected): ";
 
 struct CaInitOptions {
