@@ -116,7 +116,7 @@ int revokeRun(const Args& args, Io& io) {
   if (Status s = ca->save(args.get("ca", ".")); !s.ok()) {
     return fail(io, s.error(), kExitUsage);
   }
-  io.out << "revoked " << ca->revoked().back().serial << " (" << ca->revoked().size()
+  io.out << "revoked " << cp::canonicalSerial(args.positional[0]) << " (" << ca->revoked().size()
          << " revoked in all); publish a new CRL with 'palisadectl ca crl'\n";
   return kExitOk;
 }

@@ -70,21 +70,32 @@ Result<std::vector<X509Ptr>> parseCertificatesPem(std::string_view pem) {
   }
   // Reading stops with "no start line" at the end of the text; anything else is an error.
   unsigned long last = ERR_peek_last_error();
-  if (ERR_GET_REASON(last) == PEM_R_NO_START_LINE && !out.empty()) {
+  if (last == 0 || ERR_GET_REASON(last) == PEM_R_NO_START_LINE) {
     ERR_clear_error();
-  } else if (last != 0) {
-    return opensslError("certificate: cannot parse PEM");
+    if (out.empty()) {
+      return invalidArgument("certificate: no PEM certificate found");
+    }
+    return out;
   }
-  if (out.empty()) {
-    return invalidArgument("certificate: no PEM certificate found");
-  }
-  return out;
+  return opensslError("certificate: cannot parse PEM");
 }
 
 Result<EvpPkeyPtr> parsePrivateKeyPem(std::string_view pem) {
   BioPtr bio = memBio(pem);
-  EVP_PKEY* key = PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr);
+  // No passphrase callback may prompt on a terminal: an encrypted key is an error.
+  bool asked_passphrase = false;
+  auto no_passphrase = [](char*, int, int, void* asked) {
+    *static_cast<bool*>(asked) = true;
+    return -1;
+  };
+  EVP_PKEY* key = PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, &asked_passphrase);
   if (key == nullptr) {
+    if (asked_passphrase) {
+      ERR_clear_error();
+      return invalidArgument(
+          "private key: the key is encrypted; decrypt it first (openssl pkey -in KEY -out "
+          "PLAIN)");
+    }
     return opensslError("private key: cannot parse PEM (PKCS#8, PKCS#1 or SEC1 expected)");
   }
   return EvpPkeyPtr(key);
@@ -148,7 +159,9 @@ std::string serialHex(X509* cert) {
   char* text = BN_bn2hex(bn.get());
   std::string out(text);
   OPENSSL_free(text);
-  return out;
+  // BN_bn2hex pads to whole bytes ("0A1B"); the canonical form has no leading zeros.
+  std::size_t first = out.find_first_not_of('0');
+  return first == std::string::npos ? "0" : out.substr(first);
 }
 
 namespace {
@@ -174,7 +187,14 @@ Result<std::time_t> parseTime(std::string_view text) {
   // RFC 3339 in UTC ("Z") or with a numeric offset; fractional seconds are dropped.
   struct tm tm {};
   std::string s(text);
-  const char* rest = strptime(s.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  // strptime accepts one-digit fields; RFC 3339 does not ("2026-1-2T3:04:05Z").
+  static constexpr std::string_view kShape = "dddd-dd-ddTdd:dd:dd";
+  bool shaped = s.size() >= kShape.size();
+  for (std::size_t i = 0; shaped && i < kShape.size(); ++i) {
+    const char c = s[i];
+    shaped = kShape[i] == 'd' ? (c >= '0' && c <= '9') : (c == kShape[i] || (i == 10 && c == 't'));
+  }
+  const char* rest = shaped ? strptime(s.c_str(), "%Y-%m-%dT%H:%M:%S", &tm) : nullptr;
   if (rest == nullptr) {
     return invalidArgument("time: expected RFC 3339 (2026-01-02T15:04:05Z), got \"" + s + "\"");
   }

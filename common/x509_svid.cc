@@ -37,6 +37,17 @@ Error fail(std::string_view rule, std::string_view detail = {}) {
   return invalidArgument(std::string(rule) + std::string(detail));
 }
 
+Status checkSigner(X509* signer) {
+  const uint32_t f = X509_get_extension_flags(signer);
+  if (!(f & EXFLAG_CA)) {
+    return fail(kSvidSignerNotCa, subjectText(signer));
+  }
+  if (!(f & EXFLAG_KUSAGE) || !(X509_get_key_usage(signer) & KU_KEY_CERT_SIGN)) {
+    return fail(kSvidSignerNoKeyCertSign, subjectText(signer));
+  }
+  return Ok{};
+}
+
 }  // namespace
 
 std::vector<std::string> uriSans(X509* cert) { return sansOfType(cert, GEN_URI); }
@@ -99,6 +110,14 @@ Result<VerifiedSvid> verifySvid(X509* leaf, const std::vector<X509*>& intermedia
     return fail(kSvidNoBundle, td);
   }
 
+  // Everything the peer sends after its leaf is there to sign: "Signing certificates MUST
+  // set the cA field to true" and "MUST set keyCertSign" (4.1, 4.3). Checked before path
+  // validation so the error names the rule.
+  for (X509* c : intermediates) {
+    if (Status s = checkSigner(c); !s.ok()) {
+      return s.error();
+    }
+  }
   X509StackPtr untrusted(sk_X509_new_null());
   for (X509* c : intermediates) {
     sk_X509_push(untrusted.get(), c);
@@ -121,14 +140,9 @@ Result<VerifiedSvid> verifySvid(X509* leaf, const std::vector<X509*>& intermedia
   STACK_OF(X509)* chain = X509_STORE_CTX_get0_chain(ctx.get());
   for (int i = 1; i < sk_X509_num(chain); ++i) {
     X509* signer = sk_X509_value(chain, i);
-    const uint32_t f = X509_get_extension_flags(signer);
-    // "Signing certificates MUST set the cA field to true" and "MUST set keyCertSign" (4.1,
-    // 4.3). RFC 5280 path validation already refuses a non-CA issuer; this names the rule.
-    if (!(f & EXFLAG_CA)) {
-      return fail(kSvidSignerNotCa, subjectText(signer));
-    }
-    if (!(f & EXFLAG_KUSAGE) || !(X509_get_key_usage(signer) & KU_KEY_CERT_SIGN)) {
-      return fail(kSvidSignerNoKeyCertSign, subjectText(signer));
+    // The roots of the bundle are signing certificates too.
+    if (Status s = checkSigner(signer); !s.ok()) {
+      return s.error();
     }
     out.expires = std::min(out.expires, notAfter(signer));
   }

@@ -135,6 +135,23 @@ Status setPublicKey(EVP_PKEY* pub, X509* cert) {
   return Ok{};
 }
 
+// True if the CSR's EC key names P-256, P-384 or P-521 rather than spelling out parameters.
+bool namedCurve(X509_REQ* csr) {
+  X509_ALGOR* algor = nullptr;
+  if (X509_PUBKEY_get0_param(nullptr, nullptr, nullptr, &algor, X509_REQ_get_X509_PUBKEY(csr)) !=
+      1) {
+    return false;
+  }
+  const void* param = nullptr;
+  int type = V_ASN1_UNDEF;
+  X509_ALGOR_get0(nullptr, &type, &param, algor);
+  if (type != V_ASN1_OBJECT) {
+    return false;
+  }
+  const int nid = OBJ_obj2nid(static_cast<const ASN1_OBJECT*>(param));
+  return nid == NID_X9_62_prime256v1 || nid == NID_secp384r1 || nid == NID_secp521r1;
+}
+
 bool selfSigned(X509* cert) { return X509_check_issued(cert, cert) == X509_V_OK; }
 
 bool validDnsName(std::string_view name) {
@@ -168,7 +185,9 @@ bool validSerial(std::string_view s) {
          std::all_of(s.begin(), s.end(), [](char c) { return std::isxdigit(c) != 0; });
 }
 
-std::string upper(std::string_view s) {
+}  // namespace
+
+std::string canonicalSerial(std::string_view s) {
   std::string out(s);
   for (char& c : out) {
     c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
@@ -177,8 +196,6 @@ std::string upper(std::string_view s) {
   std::size_t first = out.find_first_not_of('0');
   return first == std::string::npos ? "0" : out.substr(first);
 }
-
-}  // namespace
 
 Result<CertificateAuthority> CertificateAuthority::create(const CaInitOptions& options) {
   if (Status td = policy::SpiffeId::validateTrustDomain(options.trust_domain); !td.ok()) {
@@ -324,12 +341,24 @@ Result<IssuedCertificate> CertificateAuthority::sign(X509_REQ* csr, const policy
     return invalidArgument(std::string(kCaKeyType) +
                            (rsa ? "RSA keys need at least 2048 bits" : "use ECDSA or RSA"));
   }
+  if (!rsa && !namedCurve(csr)) {
+    // "specifiedCurve ... MUST NOT be used in PKIX" (RFC 5480 section 2.1.1).
+    return invalidArgument(std::string(kCaKeyType) +
+                           "ECDSA keys must name their curve (P-256, P-384 or P-521)");
+  }
 
   const std::time_t now = nowOr(options.now);
   // Never outlive the issuer: the certificate ends with the shortest-lived CA above it.
   std::time_t ca_end = common::notAfter(signing_cert_.get());
+  X509* top = signing_cert_.get();
   for (const X509Ptr& c : chain_) {
     ca_end = std::min(ca_end, common::notAfter(c.get()));
+    top = c.get();
+  }
+  for (const X509Ptr& root : roots_) {
+    if (X509_check_issued(root.get(), top) == X509_V_OK) {
+      ca_end = std::min(ca_end, common::notAfter(root.get()));
+    }
   }
   if (ca_end <= now) {
     return invalidArgument(std::string(kCaExpired));
@@ -387,7 +416,7 @@ Status CertificateAuthority::revoke(std::string_view serial_hex, std::time_t now
   if (!validSerial(serial_hex)) {
     return invalidArgument(std::string(kCaBadSerial) + std::string(serial_hex));
   }
-  std::string serial = upper(serial_hex);
+  std::string serial = canonicalSerial(serial_hex);
   for (const Revocation& r : revoked_) {
     if (r.serial == serial) {
       return Ok{};

@@ -52,6 +52,9 @@ inline constexpr std::string_view kCaImportBrokenChain =
     "ca import: the CA certificate does not chain to the root given: ";
 inline constexpr std::string_view kCaBadSerial = "ca: bad serial number (hex expected): ";
 
+// A serial number as the CA stores and prints it: uppercase hex without leading zeros.
+std::string canonicalSerial(std::string_view hex);
+
 struct CaInitOptions {
   std::string trust_domain;
   bool intermediate = false;  // sign leaves from an intermediate under the root

@@ -2,19 +2,11 @@
 // and checks its exit status, stdout and stderr against DESIGN.md "Offline tool contract".
 // Policy fixtures live in tests/testdata/cli/; rule indexes and line:col below refer to them.
 
-#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdlib.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <array>
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -24,8 +16,7 @@
 #include <vector>
 
 #include "policy/spiffe_id.h"
-
-extern char** environ;
+#include "tests/cli/subprocess.h"
 
 namespace palisade::cli {
 namespace {
@@ -33,130 +24,6 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 using Json = nlohmann::json;
-
-// --- Running the binary ---------------------------------------------------------------------
-
-struct RunResult {
-  int exit_code = -1;   // -1 when the process did not exit normally
-  int term_signal = 0;  // the signal that ended it, if one did
-  std::string out;
-  std::string err;
-
-  std::string dump() const {
-    return "exit=" + std::to_string(exit_code) + " signal=" + std::to_string(term_signal) +
-           "\n--- stdout ---\n" + out + "--- stderr ---\n" + err + "--------------";
-  }
-};
-
-constexpr auto kRunTimeout = std::chrono::seconds(30);
-
-// Runs palisadectl with `args` (argv[1..]), stdin from /dev/null, capturing stdout and stderr
-// separately. A run that outlives kRunTimeout is killed and fails the test.
-RunResult run(std::vector<std::string> args) {
-  RunResult result;
-  std::vector<std::string> store;
-  store.reserve(args.size() + 1);
-  store.emplace_back(PALISADECTL_PATH);
-  for (std::string& a : args) {
-    store.push_back(std::move(a));
-  }
-  std::vector<char*> argv;
-  for (std::string& a : store) {
-    argv.push_back(a.data());
-  }
-  argv.push_back(nullptr);
-
-  int out_pipe[2];
-  int err_pipe[2];
-  if (pipe2(out_pipe, O_CLOEXEC) != 0) {
-    ADD_FAILURE() << "pipe2: " << std::strerror(errno);
-    return result;
-  }
-  if (pipe2(err_pipe, O_CLOEXEC) != 0) {
-    ADD_FAILURE() << "pipe2: " << std::strerror(errno);
-    close(out_pipe[0]);
-    close(out_pipe[1]);
-    return result;
-  }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], STDERR_FILENO);
-  pid_t pid = 0;
-  const int spawned = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  close(out_pipe[1]);
-  close(err_pipe[1]);
-  if (spawned != 0) {
-    ADD_FAILURE() << "posix_spawn " << argv[0] << ": " << std::strerror(spawned);
-    close(out_pipe[0]);
-    close(err_pipe[0]);
-    return result;
-  }
-
-  std::array<pollfd, 2> fds{{{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}}};
-  std::array<std::string*, 2> sinks{&result.out, &result.err};
-  int open_streams = 2;
-  const auto deadline = std::chrono::steady_clock::now() + kRunTimeout;
-  bool timed_out = false;
-  while (open_streams > 0) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          deadline - std::chrono::steady_clock::now())
-                          .count();
-    if (left <= 0) {
-      timed_out = true;
-      break;
-    }
-    const int ready = poll(fds.data(), fds.size(), static_cast<int>(left));
-    if (ready < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      ADD_FAILURE() << "poll: " << std::strerror(errno);
-      break;
-    }
-    for (std::size_t i = 0; i < fds.size(); ++i) {
-      if (fds[i].fd < 0 || fds[i].revents == 0) {
-        continue;
-      }
-      char buf[4096];
-      const ssize_t got = read(fds[i].fd, buf, sizeof buf);
-      if (got > 0) {
-        sinks[i]->append(buf, static_cast<std::size_t>(got));
-        continue;
-      }
-      if (got < 0 && errno == EINTR) {
-        continue;
-      }
-      close(fds[i].fd);
-      fds[i].fd = -1;
-      --open_streams;
-    }
-  }
-  for (pollfd& p : fds) {
-    if (p.fd >= 0) {
-      close(p.fd);
-    }
-  }
-  if (timed_out) {
-    kill(pid, SIGKILL);
-    ADD_FAILURE() << "palisadectl did not finish within " << kRunTimeout.count() << "s";
-  }
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) {
-      ADD_FAILURE() << "waitpid: " << std::strerror(errno);
-      return result;
-    }
-  }
-  if (WIFEXITED(status)) {
-    result.exit_code = WEXITSTATUS(status);
-  } else if (WIFSIGNALED(status)) {
-    result.term_signal = WTERMSIG(status);
-  }
-  return result;
-}
 
 // --- Fixtures and output helpers ------------------------------------------------------------
 
