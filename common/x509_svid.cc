@@ -126,8 +126,12 @@ Result<VerifiedSvid> verifySvid(X509* leaf, const std::vector<X509*>& intermedia
   if (!X509_STORE_CTX_init(ctx.get(), bundles.store(td), leaf, untrusted.get())) {
     return opensslError("x509svid: cannot start verification");
   }
+  // RFC 5280 path validation (section 6), without OpenSSL's X509_V_FLAG_X509_STRICT: that flag
+  // adds the certificate *profile* rules a CA must follow when it issues (an Authority Key
+  // Identifier on every certificate, and so on), which the SPIFFE validation rules do not ask
+  // of a validator, and which SVIDs from other issuers may not meet. The SPIFFE rules are
+  // checked explicitly above and below.
   X509_VERIFY_PARAM* param = X509_STORE_CTX_get0_param(ctx.get());
-  X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_X509_STRICT);
   if (options.at) {
     X509_VERIFY_PARAM_set_time(param, *options.at);
   }

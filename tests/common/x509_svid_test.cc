@@ -120,6 +120,14 @@ TEST_F(X509SvidTest, VerifySvidRules) {
       // "Leaf SVIDs SHOULD include this extension" (4.4): SHOULD, so its absence is valid.
       {"leaf without extended key usage", f.leafWithoutEku(), id, ""},
       {"leaf of td2 against td2's root", td2_->validLeaf(), td2_->workloadId(), ""},
+      // RFC 5280 profile rules for issuers (AKI/SKI on every certificate) are not SPIFFE
+      // validation rules: an SVID from a CA that omits them still verifies (as go-spiffe).
+      {"leaf without key identifiers", [&] {
+         test_certs::CertSpec spec = test_certs::leafSpec(id);
+         spec.key_ids = false;
+         return f.leaf(spec);
+       }(),
+       id, ""},
 
       // "An X.509 SVID MUST contain exactly one URI SAN" (2)
       {"no subjectAltName at all", f.leafWithoutSan(), "", str(kSvidNoUriSan)},
