@@ -304,7 +304,6 @@ Result<CertificateAuthority> CertificateAuthority::import(
   }
   common::X509StoreCtxPtr ctx(X509_STORE_CTX_new());
   X509_STORE_CTX_init(ctx.get(), store.get(), ca.signing_cert_.get(), untrusted.get());
-  X509_VERIFY_PARAM_set_flags(X509_STORE_CTX_get0_param(ctx.get()), X509_V_FLAG_X509_STRICT);
   X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx.get()), nowOr(now));
   if (X509_verify_cert(ctx.get()) != 1) {
     const int err = X509_STORE_CTX_get_error(ctx.get());
