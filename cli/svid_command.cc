@@ -40,15 +40,12 @@ int verifyRun(const Args& args, Io& io) {
     }
     options.at = *at;
   }
-  auto pem = common::readFile(args.positional[0]);
-  if (!pem.ok()) {
-    io.err << "Error: " << pem.error().message << "\n";
-    return kExitUsage;
-  }
-  auto certs = common::parseCertificatesPem(*pem);
+  auto certs = common::readCertificatesFile(args.positional[0]);
   if (!certs.ok()) {
-    io.err << args.positional[0] << ": " << certs.error().message << "\n";
-    return kExitNegative;
+    // Unreadable input is bad input; a file without a valid certificate is an invalid SVID.
+    const bool io_error = certs.error().code == ErrorCode::kIo;
+    io.err << (io_error ? "Error: " : "") << certs.error().message << "\n";
+    return io_error ? kExitUsage : kExitNegative;
   }
   // Roots that name no trust domain belong to --trust-domain, else to the SVID's own.
   std::optional<std::string> default_td = options.trust_domain;
@@ -173,14 +170,9 @@ int inspectRun(const Args& args, Io& io) {
     io.err << "Error: expected one FILE\nUsage: palisadectl svid inspect FILE\n";
     return kExitUsage;
   }
-  auto pem = common::readFile(args.positional[0]);
-  if (!pem.ok()) {
-    io.err << "Error: " << pem.error().message << "\n";
-    return kExitUsage;
-  }
-  auto certs = common::parseCertificatesPem(*pem);
+  auto certs = common::readCertificatesFile(args.positional[0]);
   if (!certs.ok()) {
-    io.err << args.positional[0] << ": " << certs.error().message << "\n";
+    io.err << "Error: " << certs.error().message << "\n";
     return kExitUsage;
   }
   const std::time_t now = std::time(nullptr);

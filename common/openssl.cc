@@ -232,6 +232,18 @@ Result<std::string> readFile(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
+Result<std::vector<X509Ptr>> readCertificatesFile(const std::string& path) {
+  auto pem = readFile(path);
+  if (!pem.ok()) {
+    return pem.error();
+  }
+  auto certs = parseCertificatesPem(*pem);
+  if (!certs.ok()) {
+    return Error{certs.error().code, path + ": " + certs.error().message};
+  }
+  return certs;
+}
+
 Status writeFileAtomic(const std::string& path, std::string_view data, unsigned mode) {
   std::filesystem::path target(path);
   std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : ".";

@@ -86,6 +86,9 @@ Result<std::time_t> parseTime(std::string_view rfc3339);
 
 // Files.
 Result<std::string> readFile(const std::string& path);
+// Every certificate of a PEM file. Errors: kIo when the file cannot be read, kInvalidArgument
+// ("<path>: certificate: ...") when it holds no valid certificate.
+Result<std::vector<X509Ptr>> readCertificatesFile(const std::string& path);
 // Writes `data` to `path` through a temporary file in the same directory, fsync and rename,
 // so a reader sees the old file or the new one, never a part. `mode` is applied before any
 // byte is written (0600 for private keys).

@@ -386,3 +386,28 @@ TEST(ParsePrivateKeyPemTest, EncryptedKeyIsRefusedWithoutPrompting) {
 
 }  // namespace
 }  // namespace palisade::common
+
+namespace palisade::common {
+namespace {
+
+TEST(ReadCertificatesFileTest, SaysWhetherTheFileOrItsContentIsWrong) {
+  test_env::TempDir dir;
+  auto missing = readCertificatesFile(dir.file("missing.pem"));
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code, ErrorCode::kIo);
+
+  const std::string junk = dir.write("junk.pem", "not a certificate\n");
+  auto bad = readCertificatesFile(junk);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(bad.error().message, junk + ": certificate: no PEM certificate found");
+
+  test_certs::CertFactory factory("read.test");
+  const std::string good = dir.write("chain.pem", factory.leafViaIntermediate());
+  auto certs = readCertificatesFile(good);
+  ASSERT_TRUE(certs.ok()) << certs.error().message;
+  EXPECT_EQ(certs->size(), 2u);
+}
+
+}  // namespace
+}  // namespace palisade::common
