@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "bench_util.h"
 #include "common/csr.h"
 #include "common/x509_svid.h"
 #include "control-plane/ca.h"
@@ -17,14 +18,7 @@
 namespace palisade {
 namespace {
 
-template <typename T>
-T must(Result<T> r) {
-  if (!r.ok()) {
-    std::fprintf(stderr, "%s\n", r.error().message.c_str());
-    std::abort();
-  }
-  return std::move(r).value();
-}
+using bench::must;
 
 const policy::SpiffeId& workloadId() {
   static const policy::SpiffeId id =

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "tests/mocks/common/bio_pair.h"
 #include "tests/mocks/common/cert_factory.h"
 #include "tests/mocks/common/temp_dir.h"
 
@@ -49,38 +50,14 @@ struct Outcome {
 
 // Runs both handshakes to completion or failure.
 Outcome handshake(SSL* client, SSL* server) {
-  BIO* c = nullptr;
-  BIO* s = nullptr;
-  BIO_new_bio_pair(&c, 0, &s, 0);
-  SSL_set_bio(client, c, c);
-  SSL_set_bio(server, s, s);
   Outcome out;
-  bool client_done = false;
-  bool server_done = false;
-  for (int round = 0; round < 50 && !(client_done && server_done); ++round) {
-    for (auto [ssl, done] : {std::pair{client, &client_done}, std::pair{server, &server_done}}) {
-      if (*done) {
-        continue;
-      }
-      int rc = SSL_do_handshake(ssl);
-      if (rc == 1) {
-        *done = true;
-        continue;
-      }
-      int err = SSL_get_error(ssl, rc);
-      if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
-        ERR_clear_error();
-        out.server_saw = peerIdentity(server);
-        out.client_saw = peerIdentity(client);
-        return out;
-      }
-    }
+  out.ok = test_tls::handshakeOverBioPair(client, server);
+  if (out.ok) {
+    const unsigned char* proto = nullptr;
+    unsigned int len = 0;
+    SSL_get0_alpn_selected(client, &proto, &len);
+    out.alpn.assign(reinterpret_cast<const char*>(proto), len);
   }
-  out.ok = client_done && server_done;
-  const unsigned char* proto = nullptr;
-  unsigned int len = 0;
-  SSL_get0_alpn_selected(client, &proto, &len);
-  out.alpn.assign(reinterpret_cast<const char*>(proto), len);
   out.server_saw = peerIdentity(server);
   out.client_saw = peerIdentity(client);
   return out;
