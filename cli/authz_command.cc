@@ -342,7 +342,12 @@ int validateRun(const Args& args, Io& io) {
     return kExitUsage;
   }
   io.out << path << ": " << loaded.bundle.authorization_policies.size() << " AuthorizationPolicy, "
-         << loaded.bundle.peer_authentications.size() << " PeerAuthentication: valid";
+         << loaded.bundle.peer_authentications.size() << " PeerAuthentication";
+  if (!loaded.bundle.service_entries.empty() || !loaded.bundle.workload_entries.empty()) {
+    io.out << ", " << loaded.bundle.service_entries.size() << " ServiceEntry, "
+           << loaded.bundle.workload_entries.size() << " WorkloadEntry";
+  }
+  io.out << ": valid";
   if (warnings > 0) {
     io.out << " (" << warnings << " warning(s))";
   }
@@ -399,9 +404,10 @@ Command authzCommand() {
   validate.summary = "Validate policy files and warn about common traps";
   validate.usage = "palisadectl authz validate FILE_OR_DIR";
   validate.long_help =
-      "Load every AuthorizationPolicy and PeerAuthentication in a file or directory\n"
-      "(*.yaml, *.yml, multi-document) and report every error as file:line:col: message:\n"
-      "unknown fields, unsupported features, bad CIDRs and ports, YAML syntax.\n\n"
+      "Load every AuthorizationPolicy, PeerAuthentication, ServiceEntry and WorkloadEntry in a\n"
+      "file or directory (*.yaml, *.yml, multi-document) and report every error as\n"
+      "file:line:col: message: unknown fields, unsupported features, bad CIDRs and ports,\n"
+      "YAML syntax.\n\n"
       "Warnings (also file:line:col) point at valid policies that rarely do what was meant:\n"
       "a principal written with spiffe:// (never matches), a DENY rule whose HTTP-only\n"
       "fields make it deny all TCP traffic, a host without :* that will not match\n"

@@ -18,6 +18,7 @@
 #include "common/csr.h"
 #include "common/trust_bundle.h"
 #include "common/x509_svid.h"
+#include "policy/dns_name.h"
 
 namespace palisade::cp {
 
@@ -153,32 +154,6 @@ bool namedCurve(X509_REQ* csr) {
 }
 
 bool selfSigned(X509* cert) { return X509_check_issued(cert, cert) == X509_V_OK; }
-
-bool validDnsName(std::string_view name) {
-  if (name.empty() || name.size() > 253) {
-    return false;
-  }
-  std::string_view rest = name;
-  if (rest.starts_with("*.")) {
-    rest.remove_prefix(2);  // a wildcard only as the whole leftmost label
-  }
-  std::size_t label = 0;
-  for (std::size_t i = 0; i <= rest.size(); ++i) {
-    if (i == rest.size() || rest[i] == '.') {
-      if (label == 0 || label > 63 || rest[i - 1] == '-' || rest[i - label] == '-') {
-        return false;
-      }
-      label = 0;
-      continue;
-    }
-    const unsigned char c = static_cast<unsigned char>(rest[i]);
-    if (!std::isalnum(c) && c != '-') {
-      return false;
-    }
-    ++label;
-  }
-  return true;
-}
 
 bool validSerial(std::string_view s) {
   return !s.empty() && s.size() <= 40 &&
@@ -330,7 +305,7 @@ Result<IssuedCertificate> CertificateAuthority::sign(X509_REQ* csr, const policy
     return invalidArgument(std::string(kCaTtlTooShort));
   }
   for (const std::string& dns : options.dns_names) {
-    if (!validDnsName(dns)) {
+    if (!policy::isDnsName(dns)) {
       return invalidArgument(std::string(kCaBadDnsName) + dns);
     }
   }

@@ -12,6 +12,7 @@
 
 #include "policy/ip_address.h"
 #include "policy/path_template.h"
+#include "policy/service_entry_loader.h"
 #include "policy/yaml_reader.h"
 
 namespace palisade::policy {
@@ -181,9 +182,26 @@ class FileLoader : public YamlReader {
                                 " (use security.istio.io/v1 or security.istio.io/v1beta1)");
       return;
     }
+    const bool networking_api = api == "networking.istio.io/v1" ||
+                                api == "networking.istio.io/v1beta1" ||
+                                api == "networking.istio.io/v1alpha3";
+    if (kind == "ServiceEntry" && networking_api) {
+      readServiceEntry(*this, doc, api);
+      return;
+    }
+    if (kind == "WorkloadEntry" && networking_api) {
+      readWorkloadEntry(*this, doc, api);
+      return;
+    }
+    if (kind == "ServiceEntry" || kind == "WorkloadEntry") {
+      error(mark(api_node), "unsupported apiVersion \"" + api + "\" for " + kind +
+                                " (use networking.istio.io/v1, v1beta1 or v1alpha3)");
+      return;
+    }
     error(mark(kind_node), "unsupported kind \"" + kind + "\" (" + api +
-                               "): expected AuthorizationPolicy or PeerAuthentication of "
-                               "security.istio.io/v1 or v1beta1");
+                               "): expected AuthorizationPolicy or PeerAuthentication "
+                               "(security.istio.io), ServiceEntry or WorkloadEntry "
+                               "(networking.istio.io)");
   }
 
   // --- AuthorizationPolicy --------------------------------------------------------------

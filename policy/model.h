@@ -121,11 +121,61 @@ struct PeerAuthentication {
   Mark mark;
 };
 
+// Services and endpoints (networking.istio.io ServiceEntry and WorkloadEntry).
+
+enum class ServiceLocation { kMeshExternal, kMeshInternal };
+enum class Resolution { kNone, kStatic, kDns, kDnsRoundRobin };
+
+struct ServicePort {
+  std::uint32_t number = 0;
+  std::string protocol;  // upper case: HTTP, HTTP2, GRPC, TCP, TLS, ...; "" when not given
+  std::string name;
+  std::uint32_t target_port = 0;  // 0: same as number
+  Mark mark;
+};
+
+// WorkloadEntry's spec, also the form of ServiceEntry.spec.endpoints[i].
+struct WorkloadEndpoint {
+  std::string address;
+  std::map<std::string, std::uint32_t> ports;  // service port name -> endpoint port
+  std::map<std::string, std::string> labels;
+  std::string network;
+  std::string locality;
+  std::uint32_t weight = 0;
+  std::string service_account;
+  Mark mark;
+};
+
+struct ServiceEntry {
+  std::string api_version;
+  ObjectMeta metadata;
+  std::vector<std::string> hosts;
+  std::vector<std::string> addresses;  // IPs or CIDRs
+  std::vector<ServicePort> ports;
+  ServiceLocation location = ServiceLocation::kMeshExternal;
+  Resolution resolution = Resolution::kNone;
+  std::vector<WorkloadEndpoint> endpoints;
+  std::optional<std::map<std::string, std::string>> workload_selector;
+  // The SPIFFE IDs allowed to serve the service (secure naming).
+  std::vector<std::string> subject_alt_names;
+  std::vector<std::string> export_to;
+  Mark mark;
+};
+
+struct WorkloadEntry {
+  std::string api_version;
+  ObjectMeta metadata;
+  WorkloadEndpoint spec;
+  Mark mark;
+};
+
 // Everything one load produced: the documents of every file, in a stable order
 // (files sorted by path, documents in file order).
 struct PolicyBundle {
   std::vector<AuthorizationPolicy> authorization_policies;
   std::vector<PeerAuthentication> peer_authentications;
+  std::vector<ServiceEntry> service_entries;
+  std::vector<WorkloadEntry> workload_entries;
 };
 
 }  // namespace palisade::policy

@@ -1212,3 +1212,19 @@ TEST(PalisadectlTest, AuthzCheck_MissingRequiredFlag_NamesIt) {
 
 }  // namespace
 }  // namespace palisade::cli
+
+namespace palisade::cli {
+namespace {
+
+TEST(PalisadectlTest, AuthzValidate_ServiceEntriesAndWorkloadEntries_CountedAndValid) {
+  const std::string dir = std::string(PALISADE_TESTDATA_DIR) + "/cli/services";
+  RunResult r = run({"authz", "validate", dir});
+  EXPECT_EQ(r.exit_code, 0) << r.dump();
+  EXPECT_EQ(r.out, dir +
+                       ": 0 AuthorizationPolicy, 0 PeerAuthentication, 1 ServiceEntry, 1 "
+                       "WorkloadEntry: valid\n");
+  EXPECT_EQ(r.err, "");
+}
+
+}  // namespace
+}  // namespace palisade::cli
