@@ -1,0 +1,113 @@
+#pragma once
+
+// The sidecar's bootstrap file: who this workload is and where its traffic goes. A YAML
+// mapping (see proxy/README.md for every field):
+//
+//   identity:                       # this workload's X509-SVID (files, for now)
+//     certificateChain: certs/chain.pem
+//     privateKey: certs/key.pem
+//     trustBundles:                  # roots per trust domain
+//     - file: certs/bundle.pem
+//       trustDomain: cluster.local   # only for roots that name no trust domain
+//   workload:
+//     namespace: foo
+//     labels: {app: httpbin}
+//   rootNamespace: istio-system
+//   policies: policies/              # AuthorizationPolicy, PeerAuthentication
+//   services: services/              # ServiceEntry, WorkloadEntry
+//   inbound:
+//     address: 0.0.0.0:15006
+//     ports:
+//     - port: 8000                   # as peers dial it
+//       targetPort: 8080             # the app, on 127.0.0.1
+//       protocol: HTTP               # HTTP, HTTP2, GRPC or TCP; default: by ALPN
+//       clientCertificateHeader: XFCC   # or RFC9440
+//   outbound:
+//     transparent: 127.0.0.1:15001   # SO_ORIGINAL_DST capture
+//     listeners:
+//     - address: 127.0.0.1:15432
+//       service: postgres.db.svc.cluster.local
+//       port: 5432
+//   admin: 127.0.0.1:15000
+//   readiness: 0.0.0.0:15020
+//   metrics: 0.0.0.0:15090
+//   concurrency: 0                   # workers; 0: one per core
+//
+// Relative paths are relative to the bootstrap file. Every problem is a Diagnostic with
+// file:line:col. Thread: any; plain values.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "policy/ip_address.h"
+#include "policy/loader.h"
+#include "policy/model.h"
+
+namespace palisade::proxy {
+
+struct SocketAddress {
+  policy::IpAddress ip;
+  std::uint16_t port = 0;
+  std::string text;  // as written
+};
+
+struct TrustBundleFile {
+  std::string file;
+  std::optional<std::string> trust_domain;
+  policy::Mark mark;
+};
+
+enum class InboundProtocol { kDetect, kHttp, kHttp2, kGrpc, kTcp };
+enum class ClientCertHeader { kXfcc, kRfc9440 };
+
+struct InboundPort {
+  std::uint16_t port = 0;
+  std::uint16_t target_port = 0;
+  InboundProtocol protocol = InboundProtocol::kDetect;
+  ClientCertHeader client_cert_header = ClientCertHeader::kXfcc;
+  policy::Mark mark;
+};
+
+struct OutboundListener {
+  SocketAddress address;
+  std::string service;  // a ServiceEntry host
+  std::uint16_t port = 0;
+  policy::Mark mark;
+};
+
+struct BootstrapConfig {
+  std::string file;  // where it was read from
+  std::string certificate_chain;
+  std::string private_key;
+  std::vector<TrustBundleFile> trust_bundles;
+  std::string ns = "default";
+  std::map<std::string, std::string> labels;
+  std::string root_namespace = "istio-system";
+  std::string policies;  // file or directory; "" for none
+  std::string services;  // file or directory; "" for none
+  SocketAddress inbound_address;
+  std::vector<InboundPort> inbound_ports;
+  std::optional<SocketAddress> transparent_outbound;
+  std::vector<OutboundListener> outbound_listeners;
+  SocketAddress admin;
+  SocketAddress readiness;
+  SocketAddress metrics;
+  unsigned concurrency = 0;
+};
+
+// Parses "IP:PORT" or "[IPv6]:PORT".
+std::optional<SocketAddress> parseSocketAddress(const std::string& text);
+
+// Reads and checks the file itself: fields, types, addresses, ports. Diagnostics (errors and
+// warnings) go to `out`; the config is meaningful only when out.ok().
+BootstrapConfig loadBootstrap(const std::string& path, policy::LoadResult& out);
+
+// Everything the config refers to: the SVID and its key, the trust bundles, the policies and
+// services (their own diagnostics included), and outbound listeners naming known services.
+// What `palisade-proxy --validate` checks.
+void validateBootstrapReferences(const BootstrapConfig& config, policy::LoadResult& out);
+
+}  // namespace palisade::proxy
