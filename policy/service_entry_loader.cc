@@ -291,6 +291,7 @@ void readWorkloadEntry(YamlReader& r, const YAML::Node& doc, const std::string& 
   WorkloadEntry we;
   we.api_version = api;
   we.mark = r.mark(doc);
+  we.spec.mark = we.mark;  // errors about a missing spec point at the document
   r.forEachField(doc, "WorkloadEntry", {"apiVersion", "kind", "metadata", "spec", "status"},
                  [&](const std::string& key, const YAML::Node& v, const Mark& at) {
                    if (key == "metadata") {

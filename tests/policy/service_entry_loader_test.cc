@@ -155,3 +155,16 @@ TEST(ServiceEntryLoaderTest, WorkloadEntryRefusals) {
 
 }  // namespace
 }  // namespace palisade::policy
+
+namespace palisade::policy {
+namespace {
+
+// Found by the fuzzer: a WorkloadEntry without spec reported an error with no place.
+TEST(ServiceEntryLoaderTest, WorkloadEntryWithoutSpec_ErrorPointsAtTheDocument) {
+  LoadResult r = load("apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n"
+                      "  name: vm\n");
+  EXPECT_EQ(errors(r), "svc.yaml:1:1: spec.address is required\n");
+}
+
+}  // namespace
+}  // namespace palisade::policy
