@@ -118,17 +118,9 @@ class FileLoader : public YamlReader {
     if (budget_exceeded_) {
       return;
     }
-    setLineOffset(first_line);
-    YAML::Node doc;
-    try {
-      doc = YAML::Load(std::string(chunk));
-    } catch (const YAML::Exception& e) {
-      Mark m{file_, e.mark.line >= 0 ? e.mark.line + 1 + first_line : 0,
-             e.mark.column >= 0 ? e.mark.column + 1 : 0};
-      error(m, "yaml: " + e.msg);
-      return;
+    if (std::optional<YAML::Node> doc = parse(chunk, first_line)) {
+      document(*doc, /*in_list=*/false);
     }
-    document(doc, /*in_list=*/false);
   }
 
   void document(const YAML::Node& doc, bool in_list) {

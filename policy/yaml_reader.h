@@ -32,6 +32,20 @@ class YamlReader {
   // parsed from that document alone are shifted by it.
   void setLineOffset(int line) { line_offset_ = line; }
 
+  // Parses one YAML document whose first line is line `first_line` (0-based) of the file;
+  // a syntax error becomes a diagnostic with its place, and nullopt.
+  std::optional<YAML::Node> parse(std::string_view text, int first_line = 0) {
+    setLineOffset(first_line);
+    try {
+      return YAML::Load(std::string(text));
+    } catch (const YAML::Exception& e) {
+      error(Mark{file_, e.mark.line >= 0 ? e.mark.line + 1 + first_line : 0,
+                 e.mark.column >= 0 ? e.mark.column + 1 : 0},
+            "yaml: " + e.msg);
+      return std::nullopt;
+    }
+  }
+
   Mark mark(const YAML::Node& node) const {
     YAML::Mark m = node.Mark();
     return Mark{file_, m.line >= 0 ? m.line + 1 + line_offset_ : 0,

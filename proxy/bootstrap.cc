@@ -330,17 +330,10 @@ BootstrapConfig loadBootstrap(const std::string& path, policy::LoadResult& out) 
         {policy::Diagnostic::Severity::kError, Mark{path, 0, 0}, "cannot read the bootstrap file"});
     return c;
   }
-  YAML::Node doc;
-  try {
-    doc = YAML::Load(*text);
-  } catch (const YAML::Exception& e) {
-    out.diagnostics.push_back({policy::Diagnostic::Severity::kError,
-                               Mark{path, e.mark.line >= 0 ? e.mark.line + 1 : 0,
-                                    e.mark.column >= 0 ? e.mark.column + 1 : 0},
-                               "yaml: " + e.msg});
-    return c;
+  BootstrapReader reader(path, out);
+  if (std::optional<YAML::Node> doc = reader.parse(*text)) {
+    reader.read(*doc, c);
   }
-  BootstrapReader(path, out).read(doc, c);
   return c;
 }
 
