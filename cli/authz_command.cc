@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "policy/compiler.h"
 #include "policy/engine.h"
+#include "policy/explain.h"
 #include "policy/lint.h"
 #include "policy/loader.h"
 #include "policy/peer_authn.h"
@@ -14,6 +15,10 @@ namespace palisade::cli {
 namespace {
 
 using policy::Decision;
+using policy::describe;
+using policy::explainAllow;
+using policy::policyId;
+using policy::RuleExplanation;
 using policy::Verdict;
 
 const char* kDefaultRootNamespace = "istio-system";
@@ -45,19 +50,6 @@ bool parseLabels(const std::string& text, std::map<std::string, std::string>& ou
   return true;
 }
 
-std::string policyId(const policy::CompiledPolicy& p) { return p.ns + "/" + p.name; }
-
-std::string describe(const policy::MatchRef& m) {
-  const policy::CompiledPolicy& p = *m.policy;
-  std::string out = std::string(policy::actionName(p.action)) + " policy " + policyId(p) +
-                    ", rule " + std::to_string(m.rule);
-  const policy::Mark& mark = p.rules[static_cast<std::size_t>(m.rule)].mark;
-  if (mark.line > 0) {
-    out += " (" + policy::formatMark(mark) + ")";
-  }
-  return out;
-}
-
 nlohmann::json matchJson(const policy::MatchRef& m) {
   if (!m) {
     return nullptr;
@@ -73,35 +65,6 @@ nlohmann::json matchJson(const policy::MatchRef& m) {
 
 // Why each rule of the ALLOW policies failed: the answer to "why was this denied?" when no
 // ALLOW policy matched.
-struct RuleExplanation {
-  const policy::CompiledPolicy* policy;
-  int rule;
-  bool dropped_on_tcp;
-  std::vector<std::string> mismatches;
-};
-
-std::vector<RuleExplanation> explainAllow(const policy::WorkloadAuthz& authz,
-                                          const policy::RequestView& req) {
-  std::vector<RuleExplanation> out;
-  for (const policy::CompiledPolicy* p : authz.allow()) {
-    for (std::size_t i = 0; i < p->rules.size(); ++i) {
-      const policy::CompiledRule& rule = p->rules[i];
-      const bool dropped = req.protocol == policy::Protocol::kTcp && rule.tcp == nullptr;
-      out.push_back(RuleExplanation{p, static_cast<int>(i), dropped,
-                                    dropped ? std::vector<std::string>{} : rule.mismatches(req)});
-    }
-  }
-  return out;
-}
-
-std::string names(const std::vector<const policy::CompiledPolicy*>& list) {
-  std::string out;
-  for (const auto* p : list) {
-    out += (out.empty() ? "" : ", ") + policyId(*p);
-  }
-  return out;
-}
-
 int checkRun(const Args& args, Io& io) {
   if (!args.positional.empty()) {
     io.err << "Error: unexpected argument \"" << args.positional[0]
@@ -278,12 +241,14 @@ int checkRun(const Args& args, Io& io) {
       break;
     case policy::DecisionReason::kNoAllowPolicies:
       io.out << "decided by: no ALLOW policy selects workload in namespace " << workload.ns
-             << (authz.deny().empty() ? " and no DENY policy either"
-                                      : "; no DENY policy matched (" + names(authz.deny()) + ")")
+             << (authz.deny().empty()
+                     ? " and no DENY policy either"
+                     : "; no DENY policy matched (" + policy::policyNames(authz.deny()) + ")")
              << "\n";
       break;
     case policy::DecisionReason::kNoAllowMatched:
-      io.out << "decided by: no ALLOW policy matched (" << names(authz.allow()) << ")\n";
+      io.out << "decided by: no ALLOW policy matched (" << policy::policyNames(authz.allow())
+             << ")\n";
       for (const RuleExplanation& e : explainAllow(authz, req)) {
         io.out << "  " << policyId(*e.policy) << " rule " << e.rule << " ("
                << policy::formatMark(e.policy->rules[e.rule].mark) << "): ";

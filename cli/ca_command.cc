@@ -7,15 +7,16 @@
 #include <ostream>
 
 #include "cli/commands.h"
-#include "cli/duration.h"
 #include "common/csr.h"
 #include "common/openssl.h"
 #include "control-plane/ca.h"
+#include "policy/duration.h"
 
 namespace palisade::cli {
 namespace {
 
 namespace fs = std::filesystem;
+using policy::parseDuration;
 
 std::string joinPath(const std::string& dir, const char* name) {
   return (fs::path(dir) / name).string();

@@ -7,15 +7,17 @@
 #include <sstream>
 
 #include "cli/commands.h"
-#include "cli/duration.h"
 #include "common/openssl.h"
 #include "common/trust_bundle.h"
 #include "common/x509_svid.h"
+#include "policy/duration.h"
 
 namespace palisade::cli {
 namespace {
 
 namespace fs = std::filesystem;
+using policy::parseDuration;
+using policy::shortDuration;
 
 int verifyRun(const Args& args, Io& io) {
   if (args.positional.size() != 1 || !args.has("bundle")) {

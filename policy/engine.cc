@@ -120,4 +120,30 @@ Decision WorkloadAuthz::evaluate(const RequestView& r) const {
   return d;
 }
 
+MatchRef WorkloadAuthz::deniesEveryRequest(const RequestView& peer) const {
+  // A rule without HTTP-only fields compiles to the same fields for TCP and HTTP.
+  auto peer_only = [](const CompiledRule& rule) {
+    return rule.tcp != nullptr && rule.tcp_parts.size() == rule.http_parts.size();
+  };
+  for (const CompiledPolicy* p : deny_) {
+    for (std::size_t i = 0; i < p->rules.size(); ++i) {
+      const CompiledRule& rule = p->rules[i];
+      if (peer_only(rule) && rule.tcp->matches(peer)) {
+        return MatchRef{p, static_cast<int>(i)};
+      }
+    }
+  }
+  if (allow_.empty()) {
+    return {};
+  }
+  for (const CompiledPolicy* p : allow_) {
+    for (const CompiledRule& rule : p->rules) {
+      if (!peer_only(rule) || rule.tcp->matches(peer)) {
+        return {};
+      }
+    }
+  }
+  return MatchRef{allow_.front(), -1};
+}
+
 }  // namespace palisade::policy

@@ -67,6 +67,15 @@ class WorkloadAuthz {
 
   Decision evaluate(const RequestView& request) const;
 
+  // For an open HTTP connection after a policy change: true when no request of this peer
+  // could be allowed, whatever its host, method, path or headers. `peer` carries only the
+  // connection's fields (protocol kTcp). A DENY rule counts only when it has no HTTP-only
+  // field; an ALLOW rule with HTTP-only fields might match some request, so it keeps the
+  // connection open. Returns the deciding DENY policy and rule; for a default deny (no ALLOW
+  // rule can match) the first ALLOW policy with rule -1; empty when some request might be
+  // allowed. Allocates nothing.
+  MatchRef deniesEveryRequest(const RequestView& peer) const;
+
   // The selected policies, by action, in evaluation order (namespace, then name).
   const std::vector<const CompiledPolicy*>& deny() const { return deny_; }
   const std::vector<const CompiledPolicy*>& allow() const { return allow_; }

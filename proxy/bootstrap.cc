@@ -5,6 +5,7 @@
 
 #include "common/tls_context.h"
 #include "common/trust_bundle.h"
+#include "policy/duration.h"
 #include "policy/yaml_reader.h"
 
 namespace palisade::proxy {
@@ -35,7 +36,8 @@ class BootstrapReader : public YamlReader {
     forEachField(
         doc, "bootstrap",
         {"identity", "workload", "rootNamespace", "policies", "services", "inbound", "outbound",
-         "admin", "readiness", "metrics", "concurrency"},
+         "admin", "readiness", "metrics", "concurrency", "explainDenials", "drainTimeout",
+         "limits"},
         [&](const std::string& key, const YAML::Node& v, const Mark& at) {
           if (key == "identity") {
             identity(v, at, c);
@@ -49,6 +51,17 @@ class BootstrapReader : public YamlReader {
             if (auto a = address(v, at, key)) {
               (key == "admin" ? c.admin : key == "readiness" ? c.readiness : c.metrics) = *a;
             }
+          } else if (key == "explainDenials") {
+            if (auto s = scalar(v, at, key)) {
+              if (*s != "true" && *s != "false") {
+                error(mark(v), "explainDenials must be true or false");
+              }
+              c.explain_denials = *s == "true";
+            }
+          } else if (key == "drainTimeout") {
+            duration(v, at, key, c.drain_timeout);
+          } else if (key == "limits") {
+            limits(v, at, c.limits);
           } else if (key == "concurrency") {
             if (auto s = scalar(v, at, key)) {
               unsigned n = 0;
@@ -79,6 +92,65 @@ class BootstrapReader : public YamlReader {
       return p;
     }
     return (fs::path(file_).parent_path() / given).lexically_normal().string();
+  }
+
+  void duration(const YAML::Node& v, const Mark& at, const std::string& where,
+                std::chrono::milliseconds& out) {
+    if (auto s = scalar(v, at, where)) {
+      auto d = policy::parseDurationMillis(*s);
+      if (!d.ok() || d->count() <= 0) {
+        error(mark(v),
+              where + " must be a positive duration such as 100ms, 10s or 1h, got \"" + *s + "\"");
+        return;
+      }
+      out = *d;
+    }
+  }
+
+  template <typename T>
+  void count(const YAML::Node& v, const Mark& at, const std::string& where, T& out,
+             unsigned long long max) {
+    if (auto s = scalar(v, at, where)) {
+      unsigned long long n = 0;
+      auto [end, ec] = std::from_chars(s->data(), s->data() + s->size(), n);
+      if (s->empty() || ec != std::errc() || end != s->data() + s->size() || n == 0 || n > max) {
+        error(mark(v), where + " must be a whole number in 1.." + std::to_string(max));
+        return;
+      }
+      out = static_cast<T>(n);
+    }
+  }
+
+  void limits(const YAML::Node& v, const Mark& at, ProxyLimits& l) {
+    if (!expectMap(v, at, "limits")) {
+      return;
+    }
+    forEachField(
+        v, "limits",
+        {"maxConnections", "handshakeTimeout", "sniffTimeout", "connectTimeout", "idleTimeout",
+         "maxHeaderBytes", "maxHeaders", "maxConcurrentStreams", "bufferLimit"},
+        [&](const std::string& key, const YAML::Node& f, const Mark& fat) {
+          const std::string where = "limits." + key;
+          if (key == "maxConnections") {
+            count(f, fat, where, l.max_connections, 1'000'000);
+          } else if (key == "handshakeTimeout") {
+            duration(f, fat, where, l.handshake_timeout);
+          } else if (key == "sniffTimeout") {
+            duration(f, fat, where, l.sniff_timeout);
+          } else if (key == "connectTimeout") {
+            duration(f, fat, where, l.connect_timeout);
+          } else if (key == "idleTimeout") {
+            duration(f, fat, where, l.idle_timeout);
+          } else if (key == "maxHeaderBytes") {
+            count(f, fat, where, l.max_header_bytes, 1024 * 1024);
+          } else if (key == "maxHeaders") {
+            count(f, fat, where, l.max_headers, 10'000);
+          } else if (key == "maxConcurrentStreams") {
+            count(f, fat, where, l.max_concurrent_streams, 1'000'000);
+          } else {
+            count(f, fat, where, l.buffer_limit, 1ull << 30);
+          }
+        });
   }
 
   std::optional<SocketAddress> address(const YAML::Node& v, const Mark& at,

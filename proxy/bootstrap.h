@@ -32,10 +32,24 @@
 //   readiness: 0.0.0.0:15020
 //   metrics: 0.0.0.0:15090
 //   concurrency: 0                   # workers; 0: one per core
+//   explainDenials: false            # say why in a response header x-palisade-denied-reason
+//   drainTimeout: 5s                 # SIGTERM / drain: how long in-flight requests may take
+//   limits:                          # every bound; the defaults are shown
+//     maxConnections: 10000          # open downstream connections, all workers together
+//     handshakeTimeout: 10s          # TLS handshake, inbound and outbound
+//     sniffTimeout: 1s               # PERMISSIVE: wait this long for a TLS ClientHello
+//     connectTimeout: 10s            # to the app or to an upstream sidecar
+//     idleTimeout: 1h                # a connection with no traffic is closed
+//     maxHeaderBytes: 61440          # one request's header block (Envoy's 60 KiB)
+//     maxHeaders: 100                # header fields per request
+//     maxConcurrentStreams: 100      # HTTP/2 streams per downstream connection
+//     bufferLimit: 1048576           # bytes buffered per connection and direction
 //
 // Relative paths are relative to the bootstrap file. Every problem is a Diagnostic with
 // file:line:col. Thread: any; plain values.
 
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -78,6 +92,18 @@ struct OutboundListener {
   policy::Mark mark;
 };
 
+struct ProxyLimits {
+  unsigned max_connections = 10000;
+  std::chrono::milliseconds handshake_timeout{10'000};
+  std::chrono::milliseconds sniff_timeout{1'000};
+  std::chrono::milliseconds connect_timeout{10'000};
+  std::chrono::milliseconds idle_timeout{3'600'000};
+  std::size_t max_header_bytes = 60 * 1024;
+  std::size_t max_headers = 100;
+  std::uint32_t max_concurrent_streams = 100;
+  std::size_t buffer_limit = 1024 * 1024;
+};
+
 struct BootstrapConfig {
   std::string file;  // where it was read from
   std::string certificate_chain;
@@ -96,6 +122,9 @@ struct BootstrapConfig {
   SocketAddress readiness;
   SocketAddress metrics;
   unsigned concurrency = 0;
+  bool explain_denials = false;
+  std::chrono::milliseconds drain_timeout{5'000};
+  ProxyLimits limits;
 };
 
 // Parses "IP:PORT" or "[IPv6]:PORT".

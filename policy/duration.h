@@ -9,10 +9,12 @@
 
 #include "policy/result.h"
 
-namespace palisade::cli {
+namespace palisade::policy {
 
 Result<std::chrono::seconds> parseDuration(std::string_view text);
+// The same, with "ms" also allowed ("100ms", "1s500ms"): timeouts in config files.
+Result<std::chrono::milliseconds> parseDurationMillis(std::string_view text);
 // kubectl's short human form: "45s", "59m", "23h", "364d"; "<invalid>" when negative.
 std::string shortDuration(std::chrono::seconds d);
 
-}  // namespace palisade::cli
+}  // namespace palisade::policy
