@@ -289,8 +289,12 @@ std::shared_ptr<const PolicySet> PolicySet::compile(const PolicyBundle& bundle,
       // "Return the error as-is for allow policy. This will make all rules in the current
       // permission ignored, effectively result in a smaller allow policy" (Istio's authz
       // model); DENY and AUDIT ignore the HTTP-only attributes instead, matching more.
-      if (ap.action != Action::kAllow || !ruleUsesHttpOnlyFields(rule)) {
+      cr.http_only_fields = ruleUsesHttpOnlyFields(rule);
+      if (ap.action != Action::kAllow || !cr.http_only_fields) {
         cr.tcp = RuleCompiler(p->ns, /*for_tcp=*/true, cr.tcp_parts).compile(rule);
+      } else {
+        std::vector<RulePart> scratch;
+        cr.peer_part = RuleCompiler(p->ns, /*for_tcp=*/true, scratch).compile(rule);
       }
       p->rules.push_back(std::move(cr));
     }

@@ -30,6 +30,10 @@ struct CompiledRule {
   Mark mark;  // where the rule stands in its file
   MatcherPtr http;
   MatcherPtr tcp;  // nullptr: the rule is dropped for TCP traffic
+  // An ALLOW rule with HTTP-only fields: its other fields alone (the rule as a DENY rule
+  // would be compiled for TCP). Used to tell whether a peer could send any allowed request.
+  MatcherPtr peer_part;
+  bool http_only_fields = false;
   std::vector<RulePart> http_parts;
   std::vector<RulePart> tcp_parts;
 

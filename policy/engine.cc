@@ -121,14 +121,10 @@ Decision WorkloadAuthz::evaluate(const RequestView& r) const {
 }
 
 MatchRef WorkloadAuthz::deniesEveryRequest(const RequestView& peer) const {
-  // A rule without HTTP-only fields compiles to the same fields for TCP and HTTP.
-  auto peer_only = [](const CompiledRule& rule) {
-    return rule.tcp != nullptr && rule.tcp_parts.size() == rule.http_parts.size();
-  };
   for (const CompiledPolicy* p : deny_) {
     for (std::size_t i = 0; i < p->rules.size(); ++i) {
       const CompiledRule& rule = p->rules[i];
-      if (peer_only(rule) && rule.tcp->matches(peer)) {
+      if (!rule.http_only_fields && rule.tcp->matches(peer)) {
         return MatchRef{p, static_cast<int>(i)};
       }
     }
@@ -138,7 +134,9 @@ MatchRef WorkloadAuthz::deniesEveryRequest(const RequestView& peer) const {
   }
   for (const CompiledPolicy* p : allow_) {
     for (const CompiledRule& rule : p->rules) {
-      if (!peer_only(rule) || rule.tcp->matches(peer)) {
+      // The rule's fields that the connection alone decides; its HTTP fields might match.
+      const Matcher* m = rule.tcp ? rule.tcp.get() : rule.peer_part.get();
+      if (m->matches(peer)) {
         return {};
       }
     }
