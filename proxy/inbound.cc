@@ -387,7 +387,9 @@ class InboundConnection : public Connection {
     if (bufferevent_socket_connect(app_, app.get(), static_cast<int>(app.len)) != 0) {
       PALISADE_LOG(kInfo, "inbound", "cannot connect to the app at " + app.toString());
       close("app unreachable");
+      return;
     }
+    setNoDelay(bufferevent_getfd(app_));
   }
 
   static void onAppConnect(bufferevent*, short what, void* arg) {

@@ -137,7 +137,9 @@ class OutboundConnection : public Connection {
     if (bufferevent_socket_connect(upstream_, original.get(), static_cast<int>(original.len)) !=
         0) {
       close("connect failed");
+      return;
     }
+    setNoDelay(bufferevent_getfd(upstream_));
   }
 
   void connectNext() {
@@ -178,7 +180,9 @@ class OutboundConnection : public Connection {
                                    reinterpret_cast<const sockaddr*>(&endpoint_->address),
                                    static_cast<int>(endpoint_->address_len)) != 0) {
       connectNext();
+      return;
     }
+    setNoDelay(bufferevent_getfd(upstream_));
   }
 
   static void onUpstream(bufferevent* bev, short what, void* arg) {

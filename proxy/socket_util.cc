@@ -87,6 +87,11 @@ Result<int> listenReusePort(const Sockaddr& address, int backlog) {
   return fd;
 }
 
+void setNoDelay(int fd) {
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
 Sockaddr localAddress(int fd) {
   Sockaddr out;
   out.len = sizeof out.storage;

@@ -36,6 +36,10 @@ Result<int> listenReusePort(const Sockaddr& address, int backlog = 1024);
 // The local address of a connected socket, and the destination before an iptables REDIRECT
 // (nullopt when the connection was not redirected).
 Sockaddr localAddress(int fd);
+
+// TCP_NODELAY: a proxy forwards what it has at once; Nagle's algorithm would hold a small
+// response back for the peer's delayed ACK (40 ms on Linux).
+void setNoDelay(int fd);
 std::optional<Sockaddr> originalDestination(int fd);
 
 }  // namespace palisade::proxy

@@ -151,6 +151,7 @@ void Worker::onAccept(evconnlistener*, evutil_socket_t fd, sockaddr* addr, int l
   auto* listener = static_cast<Listener*>(arg);
   Worker& w = *listener->worker;
   evutil_make_socket_closeonexec(fd);
+  setNoDelay(fd);
   if (w.open_connections_.fetch_add(1, std::memory_order_relaxed) >=
       w.snapshot_->bootstrap->limits.max_connections) {
     w.open_connections_.fetch_sub(1, std::memory_order_relaxed);

@@ -1,0 +1,67 @@
+#pragma once
+
+// Exchange: one request and its response as they cross the session: the decoded heads, the
+// storage behind the request's policy::RequestView, and the state both codecs and the
+// upstream look at. Owned by the session, recycled for the next request (its buffers keep
+// their capacity). Thread: the session's.
+
+#include <event2/buffer.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "policy/request_view.h"
+#include "proxy/http/message_head.h"
+
+namespace palisade::proxy::http {
+
+class UpstreamRequest;
+
+struct Exchange {
+  Exchange() : response_body(evbuffer_new()) {}
+  ~Exchange() { evbuffer_free(response_body); }
+  Exchange(const Exchange&) = delete;
+  Exchange& operator=(const Exchange&) = delete;
+
+  void reset() {
+    stream_id = 0;
+    request.clear();
+    response.clear();
+    upstream = nullptr;
+    reject_status = 0;
+    header_bytes = 0;
+    local_reply = request_complete = response_started = response_complete = false;
+    response_paused = response_ended = deferred = false;
+    unconsumed = 0;
+    evbuffer_drain(response_body, evbuffer_get_length(response_body));
+  }
+
+  std::int32_t stream_id = 0;  // HTTP/2 stream id; a sequence number on HTTP/1.1
+  RequestHead request;
+  ResponseHead response;
+  // Storage for the request's RequestView: unique header names, repeated ones joined.
+  std::vector<policy::HeaderView> views;
+  std::string joined;
+
+  // The upstream side, until it reports the end or a failure or the session cancels it.
+  UpstreamRequest* upstream = nullptr;
+  int reject_status = 0;           // set by a codec: answer locally with this status (431...)
+  std::size_t header_bytes = 0;    // bytes of the header block seen so far
+  bool local_reply = false;        // answered by the session; the request body is discarded
+  bool request_complete = false;   // the downstream sent the whole request
+  bool response_started = false;   // the response head went to the downstream codec
+  bool response_complete = false;  // the downstream codec has the whole response
+  bool response_paused = false;    // upstream reads stopped: the downstream is slow
+
+  // HTTP/2 downstream: response body waiting for the data provider, whether the response
+  // has ended (trailers in response.trailers), whether the provider is deferred, and
+  // request bytes received but not yet consumed (flow control).
+  evbuffer* response_body;
+  bool response_ended = false;
+  bool deferred = false;
+  std::size_t unconsumed = 0;
+};
+
+}  // namespace palisade::proxy::http
