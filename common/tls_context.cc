@@ -3,6 +3,7 @@
 #include <openssl/err.h>
 
 #include <algorithm>
+#include <atomic>
 
 namespace palisade::common {
 namespace {
@@ -30,7 +31,29 @@ struct CtxData {
   std::shared_ptr<const BundleSet> bundles;
   std::string alpn_wire;  // length-prefixed protocol list
   std::function<std::time_t()> clock;
+  std::uint64_t generation = 0;  // unique per context: keys the verified-chain caches
 };
+
+std::atomic<std::uint64_t> g_generation{0};
+
+// Chains this thread verified, per context (its bundles): a peer that reconnects with the
+// same SVID costs a SHA-256 instead of a chain verification. A handful of contexts live at
+// once (server, client, the previous ones during a rotation); older caches are dropped.
+VerifiedChainCache& threadCache(std::uint64_t generation) {
+  constexpr std::size_t kContexts = 4;
+  constexpr std::size_t kEntries = 1024;
+  thread_local std::vector<std::pair<std::uint64_t, std::unique_ptr<VerifiedChainCache>>> caches;
+  for (auto& [g, cache] : caches) {
+    if (g == generation) {
+      return *cache;
+    }
+  }
+  if (caches.size() >= kContexts) {
+    caches.erase(caches.begin());
+  }
+  caches.emplace_back(generation, std::make_unique<VerifiedChainCache>(kEntries));
+  return *caches.back().second;
+}
 
 void freeCtxData(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) {
   delete static_cast<CtxData*>(ptr);
@@ -162,28 +185,38 @@ int TlsContext::verifyCallback(X509_STORE_CTX* store_ctx, void* arg) {
   if (data->clock) {
     at.at = data->clock();
   }
-  auto verified = verifySvid(leaf, intermediates, *data->bundles, at);
-  if (!verified.ok()) {
-    st->peer.failure = classify(verified.error().message);
-    st->peer.reason = verified.error().message;
-    X509_STORE_CTX_set_error(store_ctx, X509_V_ERR_APPLICATION_VERIFICATION);
-    return 0;
+  const std::time_t now = at.at ? *at.at : std::time(nullptr);
+  VerifiedChainCache& cache = threadCache(data->generation);
+  std::shared_ptr<const policy::SpiffeId> id = cache.find(leaf, now);
+  std::time_t expires = 0;
+  if (id == nullptr) {
+    auto verified = verifySvid(leaf, intermediates, *data->bundles, at);
+    if (!verified.ok()) {
+      st->peer.failure = classify(verified.error().message);
+      st->peer.reason = verified.error().message;
+      X509_STORE_CTX_set_error(store_ctx, X509_V_ERR_APPLICATION_VERIFICATION);
+      return 0;
+    }
+    id = cache.insert(leaf, *verified);
+    expires = verified->expires;
+  } else {
+    expires = cache.expiresOf(leaf);
   }
   const auto& allowed = st->allowed_server_ids;
   if (!SSL_is_server(ssl) && !allowed.empty() &&
-      std::find(allowed.begin(), allowed.end(), verified->id.uri()) == allowed.end()) {
+      std::find(allowed.begin(), allowed.end(), id->uri()) == allowed.end()) {
     st->peer.failure = HandshakeFailure::kSecureNaming;
     std::string want;
     for (const std::string& a : allowed) {
       want += (want.empty() ? "" : ", ") + a;
     }
-    st->peer.reason = "secure naming: the server is " + std::string(verified->id.uri()) +
+    st->peer.reason = "secure naming: the server is " + std::string(id->uri()) +
                       ", which the service does not allow (allowed: " + want + ")";
     X509_STORE_CTX_set_error(store_ctx, X509_V_ERR_APPLICATION_VERIFICATION);
     return 0;
   }
-  st->peer.id = std::make_shared<const policy::SpiffeId>(std::move(verified->id));
-  st->peer.expires = verified->expires;
+  st->peer.id = std::move(id);
+  st->peer.expires = expires;
   X509_STORE_CTX_set_error(store_ctx, X509_V_OK);
   return 1;
 }
@@ -203,6 +236,15 @@ Result<std::shared_ptr<TlsContext>> TlsContext::make(const Svid& svid,
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   // Idle connections give their buffers back: memory per idle connection stays small.
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  // No resumption: every connection runs our verifier, so every connection has a verified
+  // peer identity (a resumed session would skip it), and a server sends no session tickets
+  // (in OpenSSL 3.0 each one re-encodes the peer's certificate: a large share of a
+  // handshake's CPU).
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+  if (server) {
+    SSL_CTX_set_num_tickets(ctx, 0);
+  }
   if (SSL_CTX_set_cipher_list(ctx, kTls12Ciphers) != 1 ||
       SSL_CTX_set1_groups_list(ctx, kGroups) != 1) {
     return opensslError("tls: cannot set ciphers");
@@ -217,7 +259,7 @@ Result<std::shared_ptr<TlsContext>> TlsContext::make(const Svid& svid,
     }
   }
   // Our verifier replaces OpenSSL's chain building.
-  auto* data = new CtxData{out->bundles_, alpnWire(options.alpn), options.clock};
+  auto* data = new CtxData{out->bundles_, alpnWire(options.alpn), options.clock, ++g_generation};
   SSL_CTX_set_ex_data(ctx, ctxDataIndex(), data);
   SSL_CTX_set_cert_verify_callback(ctx, verifyCallback, data);
   int mode = SSL_VERIFY_PEER;

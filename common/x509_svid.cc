@@ -187,6 +187,11 @@ std::shared_ptr<const policy::SpiffeId> VerifiedChainCache::insert(X509* leaf,
   return id;
 }
 
+std::time_t VerifiedChainCache::expiresOf(X509* leaf) const {
+  auto it = entries_.find(certificateSha256(leaf));
+  return it == entries_.end() ? 0 : it->second->expires;
+}
+
 void VerifiedChainCache::clear() {
   entries_.clear();
   lru_.clear();

@@ -79,6 +79,8 @@ class VerifiedChainCache {
   // The cached identity of `leaf` at time `now`, or nullptr. Allocates nothing on a hit.
   std::shared_ptr<const policy::SpiffeId> find(X509* leaf, std::time_t now);
   std::shared_ptr<const policy::SpiffeId> insert(X509* leaf, const VerifiedSvid& verified);
+  // The earliest notAfter of the cached chain of `leaf`; 0 when not cached.
+  std::time_t expiresOf(X509* leaf) const;
   void clear();
   std::size_t size() const { return entries_.size(); }
 

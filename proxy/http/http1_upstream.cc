@@ -314,7 +314,16 @@ void Http1Upstream::sendHead(Exchange& ex, bool end_stream) {
     evbuffer_add(out, r.path.data(), r.path.size());
   }
   evbuffer_add(out, " HTTP/1.1\r\nhost: ", 17);
-  evbuffer_add(out, r.authority.data(), r.authority.size());
+  if (r.authority.empty()) {
+    // An HTTP/1.0 request may have no Host; HTTP/1.1 requires one (RFC 9112 3.2): name the
+    // app's address, as a client dialing it would.
+    const std::string app = fromSockaddr(reinterpret_cast<const sockaddr*>(&options_.app_address),
+                                         options_.app_address_len)
+                                .toString();
+    evbuffer_add(out, app.data(), app.size());
+  } else {
+    evbuffer_add(out, r.authority.data(), r.authority.size());
+  }
   evbuffer_add(out, "\r\n", 2);
   bool has_length = false;
   for (const Header& h : r.headers) {
