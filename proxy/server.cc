@@ -287,27 +287,39 @@ void Server::publish() {
 void Server::startDrain(bool then_exit) {
   exit_after_drain_ |= then_exit;
   if (draining_) {
+    if (then_exit) {
+      // Drained already by /drain: exit now, or at the latest after drainTimeout.
+      if (drained_workers_.load() == workers_.size()) {
+        event_base_loopexit(base_.get(), nullptr);
+        return;
+      }
+      const auto ms = bootstrap_->drain_timeout.count();
+      timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
+      evtimer_add(drain_timer_.get(), &tv);
+    }
     return;
   }
   draining_ = true;
-  drained_workers_ = 0;
+  // Workers report from their own threads; the main loop looks every 50 ms.
   for (auto& w : workers_) {
-    w->drain([this] {
-      // On the worker: hand the count to the main loop.
-      event_base_once(
-          base_.get(), -1, EV_TIMEOUT,
-          [](evutil_socket_t, short, void* arg) {
-            auto* s = static_cast<Server*>(arg);
-            if (++s->drained_workers_ == s->workers_.size()) {
-              PALISADE_LOG(kInfo, "palisade-proxy", "drained: no connection left");
-              if (s->exit_after_drain_) {
-                event_base_loopexit(s->base_.get(), nullptr);
-              }
-            }
-          },
-          this, nullptr);
-    });
+    w->drain([this] { drained_workers_.fetch_add(1); });
   }
+  drain_poll_.reset(event_new(
+      base_.get(), -1, EV_PERSIST,
+      [](evutil_socket_t, short, void* arg) {
+        auto* s = static_cast<Server*>(arg);
+        if (s->drained_workers_.load() < s->workers_.size()) {
+          return;
+        }
+        event_del(s->drain_poll_.get());
+        PALISADE_LOG(kInfo, "palisade-proxy", "drained: no connection left");
+        if (s->exit_after_drain_) {
+          event_base_loopexit(s->base_.get(), nullptr);
+        }
+      },
+      this));
+  timeval poll{0, 50'000};
+  event_add(drain_poll_.get(), &poll);
   drain_timer_.reset(evtimer_new(base_.get(), &Server::onDrainTimeout, this));
   const auto ms = bootstrap_->drain_timeout.count();
   timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};

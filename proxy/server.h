@@ -74,7 +74,8 @@ class Server : public AdminHandler {
   EventPtr drain_timer_;
   bool draining_ = false;
   bool exit_after_drain_ = false;
-  unsigned drained_workers_ = 0;
+  std::atomic<std::size_t> drained_workers_{0};
+  EventPtr drain_poll_;
   int exit_code_ = 0;
 };
 
