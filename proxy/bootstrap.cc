@@ -37,7 +37,7 @@ class BootstrapReader : public YamlReader {
         doc, "bootstrap",
         {"identity", "workload", "rootNamespace", "policies", "services", "inbound", "outbound",
          "admin", "readiness", "metrics", "concurrency", "explainDenials", "drainTimeout",
-         "limits"},
+         "pathNormalization", "limits"},
         [&](const std::string& key, const YAML::Node& v, const Mark& at) {
           if (key == "identity") {
             identity(v, at, c);
@@ -57,6 +57,17 @@ class BootstrapReader : public YamlReader {
                 error(mark(v), "explainDenials must be true or false");
               }
               c.explain_denials = *s == "true";
+            }
+          } else if (key == "pathNormalization") {
+            if (auto s = scalar(v, at, key)) {
+              if (auto n = policy::parsePathNormalization(*s)) {
+                c.path_normalization = *n;
+              } else {
+                error(mark(v),
+                      "pathNormalization must be NONE, BASE, MERGE_SLASHES or "
+                      "DECODE_AND_MERGE_SLASHES, got \"" +
+                          *s + "\"");
+              }
             }
           } else if (key == "drainTimeout") {
             duration(v, at, key, c.drain_timeout);
@@ -170,22 +181,22 @@ class BootstrapReader : public YamlReader {
     if (!expectMap(v, at, "identity")) {
       return;
     }
-    forEachField(v, "identity", {"certificateChain", "privateKey", "trustBundles"},
-                 [&](const std::string& key, const YAML::Node& f, const Mark& fat) {
-                   const std::string where = "identity." + key;
-                   if (key == "trustBundles") {
-                     if (!f.IsSequence()) {
-                       error(f.IsNull() ? fat : mark(f), where + " must be a list");
-                       return;
-                     }
-                     for (const YAML::Node& b : f) {
-                       TrustBundleFile bundle;
-                       bundle.mark = mark(b);
-                       if (!expectMap(b, fat, where + "[]")) {
-                         continue;
-                       }
-                       forEachField(
-                           b, where + "[]", {"file", "trustDomain"},
+    forEachField(
+        v, "identity", {"certificateChain", "privateKey", "trustBundles"},
+        [&](const std::string& key, const YAML::Node& f, const Mark& fat) {
+          const std::string where = "identity." + key;
+          if (key == "trustBundles") {
+            if (!f.IsSequence()) {
+              error(f.IsNull() ? fat : mark(f), where + " must be a list");
+              return;
+            }
+            for (const YAML::Node& b : f) {
+              TrustBundleFile bundle;
+              bundle.mark = mark(b);
+              if (!expectMap(b, fat, where + "[]")) {
+                continue;
+              }
+              forEachField(b, where + "[]", {"file", "trustDomain"},
                            [&](const std::string& bk, const YAML::Node& bv, const Mark& bat) {
                              auto s = scalar(bv, bat, where + "[]." + bk);
                              if (!s) {
@@ -200,15 +211,16 @@ class BootstrapReader : public YamlReader {
                                bundle.trust_domain = *s;
                              }
                            });
-                       if (bundle.file.empty()) {
-                         error(bundle.mark, where + "[].file is required");
-                       }
-                       c.trust_bundles.push_back(std::move(bundle));
-                     }
-                   } else if (auto s = scalar(f, fat, where)) {
-                     (key == "certificateChain" ? c.certificate_chain : c.private_key) = path(*s);
-                   }
-                 });
+              if (bundle.file.empty()) {
+                error(bundle.mark, where + "[].file is required");
+              }
+              c.trust_bundles.push_back(std::move(bundle));
+            }
+          } else if (auto s = scalar(f, fat, where)) {
+            (key == "certificateChain" ? c.certificate_chain : c.private_key) = path(*s);
+            (key == "certificateChain" ? c.certificate_chain_mark : c.private_key_mark) = mark(f);
+          }
+        });
     for (const auto& [field, value] : {std::pair{"certificateChain", &c.certificate_chain},
                                        std::pair{"privateKey", &c.private_key}}) {
       if (value->empty()) {
@@ -413,12 +425,16 @@ void validateBootstrapReferences(const BootstrapConfig& c, policy::LoadResult& o
   auto fail = [&](const Mark& m, std::string message) {
     out.diagnostics.push_back({policy::Diagnostic::Severity::kError, m, std::move(message)});
   };
-  const Mark top{c.file, 0, 0};
   auto svid = common::loadSvid(c.certificate_chain, c.private_key);
   if (!svid.ok()) {
-    fail(top, "identity: " + svid.error().message);
+    // The message names the file at fault; point at the field that names it.
+    const bool key = svid.error().message.find(c.private_key) != std::string::npos;
+    fail(key ? c.private_key_mark : c.certificate_chain_mark,
+         std::string(key ? "identity.privateKey: " : "identity.certificateChain: ") +
+             svid.error().message);
   } else if (auto id = common::spiffeIdOf(svid->leaf.get()); !id.ok()) {
-    fail(top, "identity: " + c.certificate_chain + ": " + id.error().message);
+    fail(c.certificate_chain_mark,
+         "identity.certificateChain: " + c.certificate_chain + ": " + id.error().message);
   }
   common::BundleSet bundles;
   for (const TrustBundleFile& b : c.trust_bundles) {

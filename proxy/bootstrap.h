@@ -33,6 +33,7 @@
 //   metrics: 0.0.0.0:15090
 //   concurrency: 0                   # workers; 0: one per core
 //   explainDenials: false            # say why in a response header x-palisade-denied-reason
+//   pathNormalization: BASE          # NONE, BASE, MERGE_SLASHES, DECODE_AND_MERGE_SLASHES
 //   drainTimeout: 5s                 # SIGTERM / drain: how long in-flight requests may take
 //   limits:                          # every bound; the defaults are shown
 //     maxConnections: 10000          # open downstream connections, all workers together
@@ -59,6 +60,7 @@
 #include "policy/ip_address.h"
 #include "policy/loader.h"
 #include "policy/model.h"
+#include "policy/path_normalization.h"
 
 namespace palisade::proxy {
 
@@ -108,6 +110,8 @@ struct BootstrapConfig {
   std::string file;  // where it was read from
   std::string certificate_chain;
   std::string private_key;
+  policy::Mark certificate_chain_mark;  // where the bootstrap names them
+  policy::Mark private_key_mark;
   std::vector<TrustBundleFile> trust_bundles;
   std::string ns = "default";
   std::map<std::string, std::string> labels;
@@ -123,6 +127,7 @@ struct BootstrapConfig {
   SocketAddress metrics;
   unsigned concurrency = 0;
   bool explain_denials = false;
+  policy::PathNormalization path_normalization = policy::PathNormalization::kBase;
   std::chrono::milliseconds drain_timeout{5'000};
   ProxyLimits limits;
 };

@@ -102,25 +102,29 @@ class InboundConnection : public Connection {
     }
     const policy::EffectiveMtls& mtls = snapshot_->policies->mtls;
     const MtlsMode mode = port_ != nullptr ? mtls.forPort(port_->port) : mtls.mode;
-    if (mode == MtlsMode::kStrict) {
-      startTls();
-      return;
-    }
     if (mode == MtlsMode::kDisable) {
       startPlaintext();
       return;
     }
-    // PERMISSIVE: a ClientHello starts with a handshake record; anything else is plaintext.
+    // A ClientHello starts with a handshake record; anything else is plaintext, which STRICT
+    // refuses (and counts as such) and PERMISSIVE serves. STRICT waits for a client that
+    // says nothing as long as for a handshake; PERMISSIVE takes it for a server-first
+    // plaintext protocol after sniffTimeout.
+    const bool strict = mode == MtlsMode::kStrict;
+    const std::chrono::milliseconds wait =
+        strict ? b.limits.handshake_timeout : b.limits.sniff_timeout;
     state_ = State::kSniffing;
-    deadline_ = std::time(nullptr) + 1 + b.limits.sniff_timeout.count() / 1000;
-    sniffer_ = std::make_unique<Sniffer>(worker().base(), fd_, b.limits.sniff_timeout,
-                                         [this](std::string_view bytes, bool eof) {
+    deadline_ = std::time(nullptr) + 1 + wait.count() / 1000;
+    sniffer_ = std::make_unique<Sniffer>(worker().base(), fd_, wait,
+                                         [this, strict](std::string_view bytes, bool eof) {
                                            if (eof) {
                                              close("closed before sending anything");
                                              return;
                                            }
                                            if (sniffTls(bytes).value_or(false)) {
                                              startTls();
+                                           } else if (strict && bytes.empty()) {
+                                             close("said nothing within the handshake timeout");
                                            } else {
                                              first_bytes_ = std::string(bytes);
                                              startPlaintext();
@@ -445,6 +449,7 @@ class InboundConnection : public Connection {
     o.limits.idle_timeout = b.limits.idle_timeout;
     o.limits.connect_timeout = b.limits.connect_timeout;
     o.connection = l4View();
+    o.path_normalization = b.path_normalization;
     o.authorize = [this](const policy::RequestView& r) { return authorize(r); };
     o.strip_headers = {"x-forwarded-client-cert", "client-cert", "client-cert-chain"};
     if (peer_id_ && ssl_ != nullptr) {

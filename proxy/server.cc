@@ -252,7 +252,10 @@ void Server::reload(bool force) {
   }
 
   std::string svc_fp = fingerprintPath(b.services);
-  if (force || svc_fp != services_watch_.fingerprint) {
+  // Endpoints' service accounts name identities in our own trust domain.
+  const bool trust_domain_changed =
+      snap->identity->id->trustDomain() != snapshot_->identity->id->trustDomain();
+  if (force || trust_domain_changed || svc_fp != services_watch_.fingerprint) {
     policy::LoadResult loaded;
     auto services =
         loadServices(b, std::string(snap->identity->id->trustDomain()), next_version_, loaded);
@@ -345,7 +348,9 @@ void Server::drainListeners() {
 
 void Server::quit() {
   PALISADE_LOG(kInfo, "admin", "/quitquitquit: exiting");
-  event_base_loopexit(base_.get(), nullptr);
+  // A moment for the 200 to reach the caller first, as Envoy answers before it exits.
+  timeval flush{0, 100'000};
+  event_base_loopexit(base_.get(), &flush);
 }
 
 std::string Server::metrics() {

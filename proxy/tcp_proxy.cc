@@ -105,10 +105,7 @@ void Pump::onEvent(bufferevent* bev, short what, void* arg) {
     // Whatever is left in the input still goes to the other side, ahead of the end.
     p->transfer(from, to);
     from.eof = true;
-    p->maybeCloseWrite(to);
-    if (!p->done_ && from.write_closed && to.eof) {
-      p->finish("closed");
-    }
+    p->maybeCloseWrite(to);  // may finish, and the owner may destroy the pump: return now
   }
 }
 

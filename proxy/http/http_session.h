@@ -37,6 +37,7 @@
 #include <utility>
 #include <vector>
 
+#include "policy/path_normalization.h"
 #include "policy/request_view.h"
 
 namespace palisade::proxy::http {
@@ -71,6 +72,9 @@ struct SessionOptions {
   // and headers per request. Pointers in it must outlive the session.
   policy::RequestView connection;
   std::function<AuthzOutcome(const policy::RequestView&)> authorize;
+  // Applied to the path before authorization; the app gets the normalized path. A path the
+  // normalization refuses (%00) is answered 400.
+  policy::PathNormalization path_normalization = policy::PathNormalization::kBase;
   std::vector<std::string> strip_headers;                        // lower case names
   std::vector<std::pair<std::string, std::string>> add_headers;  // lower case names
   // Called once, when the session has closed both sides and is about to be freed.

@@ -294,6 +294,14 @@ void HttpSessionImpl::onRequestHead(Exchange& ex, bool end_stream) {
     return;
   }
   RequestHead& r = ex.request;
+  // The path policies see is the path the app gets (Istio's normalization).
+  if (options_.path_normalization != policy::PathNormalization::kNone) {
+    if (!policy::normalizePath(r.path, options_.path_normalization, normalized_path_)) {
+      localReply(ex, 400, statusText(400), kGrpcInternal, nullptr);
+      return;
+    }
+    r.path.swap(normalized_path_);
+  }
   // Headers the peer may not set (its own XFCC) go before authorization looks, so a policy
   // never matches a forged value.
   for (const std::string& name : options_.strip_headers) {

@@ -72,6 +72,7 @@ class HttpSessionImpl final : public HttpSession,
   bufferevent* downstream_;
   SessionOptions options_;
   std::unique_ptr<ServerCodec> codec_;
+  std::string normalized_path_;  // scratch, reused per request
   std::vector<std::unique_ptr<Http1Upstream>> h1_;
   std::vector<std::unique_ptr<Http2Upstream>> h2_;  // the last one takes new streams
   std::vector<std::unique_ptr<UpstreamConnection>> dead_upstreams_;
