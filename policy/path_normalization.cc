@@ -54,7 +54,7 @@ void removeDotSegments(std::string& p) {
     i = end;
   }
   if (out.empty()) {
-    out = "/";
+    out.assign(1, '/');
   }
   p.swap(out);
 }
@@ -133,7 +133,7 @@ bool normalizePath(std::string_view path, PathNormalization mode, std::string& o
     out.push_back(c == '\\' ? '/' : c);
   }
   if (out.empty()) {
-    out = "/";
+    out.assign(1, '/');
   }
   removeDotSegments(out);
   if (mode == PathNormalization::kMergeSlashes || decode_slashes) {
