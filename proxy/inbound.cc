@@ -186,9 +186,7 @@ class InboundConnection : public Connection {
       return;
     }
     if (state_ == State::kTcp && pump_ != nullptr &&
-        now - pump_->lastActivity() > std::chrono::duration_cast<std::chrono::seconds>(
-                                          snapshot_->bootstrap->limits.idle_timeout)
-                                          .count()) {
+        pump_->idleFor(snapshot_->bootstrap->limits.idle_timeout, now)) {
       close("idle timeout");
     }
   }

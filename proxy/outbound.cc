@@ -99,9 +99,7 @@ class OutboundConnection : public Connection {
       return;
     }
     if (state_ == State::kPumping && pump_ != nullptr &&
-        now - pump_->lastActivity() > std::chrono::duration_cast<std::chrono::seconds>(
-                                          snapshot_->bootstrap->limits.idle_timeout)
-                                          .count()) {
+        pump_->idleFor(snapshot_->bootstrap->limits.idle_timeout, now)) {
       close("idle timeout");
     }
   }

@@ -11,6 +11,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <ctime>
@@ -34,6 +35,10 @@ class Pump {
 
   void start();
   std::time_t lastActivity() const { return last_activity_; }
+  // No byte either way for longer than `idle` (whole seconds) at `now`.
+  bool idleFor(std::chrono::milliseconds idle, std::time_t now) const {
+    return now - last_activity_ > std::chrono::duration_cast<std::chrono::seconds>(idle).count();
+  }
   std::uint64_t bytesFromA() const { return from_a_; }
   std::uint64_t bytesFromB() const { return from_b_; }
 

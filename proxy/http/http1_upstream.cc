@@ -63,7 +63,6 @@ void Http1Upstream::connect() {
     evtimer_add(timer_, &zero);  // reported from the loop, not from inside sendHead
     return;
   }
-  setNoDelay(bufferevent_getfd(bev_));
   timeval tv = toTimeval(options_.limits.connect_timeout);
   evtimer_add(timer_, &tv);
 }
@@ -111,8 +110,7 @@ void Http1Upstream::onEvent(bufferevent* bev, short what, void* arg) {
   if ((what & BEV_EVENT_CONNECTED) != 0) {
     u->connected_ = true;
     evtimer_del(u->timer_);
-    int one = 1;
-    setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setNoDelay(bufferevent_getfd(bev));
     if (u->state_ == State::kConnecting) {
       u->state_ = u->ex_ != nullptr ? State::kBusy : State::kIdle;
     }

@@ -1,4 +1,5 @@
 #include "proxy/http/http2_server_codec.h"
+#include "proxy/http/nghttp2_output.h"
 
 #include <event2/buffer.h>
 
@@ -154,20 +155,9 @@ void Http2ServerCodec::flush() {
     return;
   }
   dirty_ = false;
-  evbuffer* out = bufferevent_get_output(bev_);
-  while (evbuffer_get_length(out) < limits_.buffer_limit) {
-    const std::uint8_t* data = nullptr;
-    in_nghttp2_ = true;
-    ssize_t n = nghttp2_session_mem_send(session_, &data);
-    in_nghttp2_ = false;
-    if (n < 0) {
-      closeAfterFlush();
-      return;
-    }
-    if (n == 0) {
-      break;
-    }
-    evbuffer_add(out, data, static_cast<std::size_t>(n));
+  if (!flushNghttp2(session_, bufferevent_get_output(bev_), limits_.buffer_limit, in_nghttp2_)) {
+    closeAfterFlush();
+    return;
   }
   // Streams whose response buffer drained may restart their upstream, which may submit
   // more data; the session flushes again when the scope ends.

@@ -1,4 +1,5 @@
 #include "proxy/http/http2_upstream.h"
+#include "proxy/http/nghttp2_output.h"
 #include "proxy/socket_util.h"
 
 #include <event2/buffer.h>
@@ -198,7 +199,6 @@ void Http2Upstream::connect() {
     evtimer_add(timer_, &zero);
     return;
   }
-  setNoDelay(bufferevent_getfd(bev_));
   timeval tv = toTimeval(options_.limits.connect_timeout);
   evtimer_add(timer_, &tv);
 }
@@ -252,8 +252,7 @@ void Http2Upstream::onEvent(bufferevent* bev, short what, void* arg) {
   if ((what & BEV_EVENT_CONNECTED) != 0) {
     u->connected_ = true;
     evtimer_del(u->timer_);
-    int one = 1;
-    setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setNoDelay(bufferevent_getfd(bev));
     bufferevent_enable(bev, EV_READ | EV_WRITE);
     u->markDirty();
     return;
@@ -295,20 +294,10 @@ void Http2Upstream::flush() {
   if (!connected_) {
     return;  // CONNECTED marks the connection dirty again
   }
-  evbuffer* out = bufferevent_get_output(bev_);
-  while (evbuffer_get_length(out) < options_.limits.buffer_limit) {
-    const std::uint8_t* data = nullptr;
-    in_nghttp2_ = true;
-    ssize_t n = nghttp2_session_mem_send(session_, &data);
-    in_nghttp2_ = false;
-    if (n < 0) {
-      fail();
-      return;
-    }
-    if (n == 0) {
-      break;
-    }
-    evbuffer_add(out, data, static_cast<std::size_t>(n));
+  if (!flushNghttp2(session_, bufferevent_get_output(bev_), options_.limits.buffer_limit,
+                    in_nghttp2_)) {
+    fail();
+    return;
   }
   std::vector<std::int32_t> writable;
   writable.swap(writable_);
