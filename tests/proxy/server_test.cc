@@ -20,6 +20,7 @@ namespace palisade::proxy {
 namespace {
 
 namespace fs = std::filesystem;
+using common::test_certs::aroundNow;
 using common::test_certs::caSpec;
 using common::test_certs::CertSpec;
 using common::test_certs::Credential;
@@ -148,13 +149,6 @@ TEST_F(FingerprintTest, AFileAloneAndAMissingPath) {
 
 // ---------------------------------------------------------------------------------------------
 // Server::create
-
-CertSpec aroundNow(CertSpec spec, std::time_t before, std::time_t after) {
-  const std::time_t now = std::time(nullptr);
-  spec.not_before = now - before;
-  spec.not_after = now + after;
-  return spec;
-}
 
 class ServerCreateTest : public ::testing::Test {
  protected:

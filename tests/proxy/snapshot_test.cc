@@ -18,6 +18,7 @@
 namespace palisade::proxy {
 namespace {
 
+using common::test_certs::aroundNow;
 using common::test_certs::caSpec;
 using common::test_certs::CertSpec;
 using common::test_certs::Credential;
@@ -44,13 +45,6 @@ std::vector<std::string> endpointTexts(const ServiceRoute& r) {
 // ---------------------------------------------------------------------------------------------
 // Identity. loadIdentity verifies at the wall clock (it has no clock to inject), so these
 // certificates are valid around the real now rather than the fixtures' kNow.
-
-CertSpec aroundNow(CertSpec spec, std::time_t before, std::time_t after) {
-  const std::time_t now = std::time(nullptr);
-  spec.not_before = now - before;
-  spec.not_after = now + after;
-  return spec;
-}
 
 class IdentityTest : public ::testing::Test {
  protected:

@@ -291,4 +291,11 @@ std::string CertFactory::leafOutlivingIntermediate() const {
   return leafSignedBy(leaf, ca) + ca.certPem();
 }
 
+CertSpec aroundNow(CertSpec spec, std::time_t before, std::time_t after) {
+  const std::time_t now = std::time(nullptr);
+  spec.not_before = now - before;
+  spec.not_after = now + after;
+  return spec;
+}
+
 }  // namespace palisade::common::test_certs

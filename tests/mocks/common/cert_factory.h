@@ -45,6 +45,9 @@ CertSpec leafSpec(const std::string& uri);
 // A signing certificate: critical CA:TRUE, critical keyCertSign and cRLSign, URI SAN
 // "spiffe://<trust_domain>", valid kNow-1d to kNow+365d.
 CertSpec caSpec(const std::string& trust_domain, const std::string& cn);
+// `spec` made valid from `before` seconds before the real clock's now to `after` seconds
+// after it, for code that checks certificates against the wall clock.
+CertSpec aroundNow(CertSpec spec, std::time_t before, std::time_t after);
 
 // A certificate and its key.
 struct Credential {
