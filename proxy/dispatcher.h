@@ -8,6 +8,7 @@
 #include <event2/event.h>
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -24,6 +25,12 @@ struct EventDeleter {
   void operator()(event* e) const { event_free(e); }
 };
 using EventPtr = std::unique_ptr<event, EventDeleter>;
+
+// A duration as libevent takes it.
+inline timeval toTimeval(std::chrono::milliseconds ms) {
+  return timeval{static_cast<time_t>(ms.count() / 1000),
+                 static_cast<suseconds_t>((ms.count() % 1000) * 1000)};
+}
 
 class Dispatcher {
  public:

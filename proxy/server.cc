@@ -296,8 +296,7 @@ void Server::startDrain(bool then_exit) {
         event_base_loopexit(base_.get(), nullptr);
         return;
       }
-      const auto ms = bootstrap_->drain_timeout.count();
-      timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
+      const timeval tv = toTimeval(bootstrap_->drain_timeout);
       evtimer_add(drain_timer_.get(), &tv);
     }
     return;
@@ -324,8 +323,7 @@ void Server::startDrain(bool then_exit) {
   timeval poll{0, 50'000};
   event_add(drain_poll_.get(), &poll);
   drain_timer_.reset(evtimer_new(base_.get(), &Server::onDrainTimeout, this));
-  const auto ms = bootstrap_->drain_timeout.count();
-  timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
+  const timeval tv = toTimeval(bootstrap_->drain_timeout);
   evtimer_add(drain_timer_.get(), &tv);
 }
 

@@ -41,8 +41,7 @@ Sniffer::Sniffer(event_base* base, int fd, std::chrono::milliseconds timeout,
                  std::function<void(std::string_view, bool)> done)
     : fd_(fd), done_(std::move(done)) {
   event_.reset(event_new(base, fd, EV_READ, &Sniffer::onEvent, this));
-  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(timeout).count();
-  timeout_ = timeval{static_cast<time_t>(us / 1'000'000), static_cast<suseconds_t>(us % 1'000'000)};
+  timeout_ = toTimeval(timeout);
   event_add(event_.get(), &timeout_);
 }
 

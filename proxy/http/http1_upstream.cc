@@ -1,4 +1,5 @@
 #include "proxy/http/http1_upstream.h"
+#include "proxy/dispatcher.h"
 #include "proxy/socket_util.h"
 
 #include <event2/buffer.h>
@@ -13,13 +14,6 @@ Http1Upstream* self(http_parser* p) { return static_cast<Http1Upstream*>(p->data
 
 bool methodUsuallyHasBody(const std::string& method) {
   return method == "POST" || method == "PUT" || method == "PATCH";
-}
-
-timeval toTimeval(std::chrono::milliseconds ms) {
-  timeval tv;
-  tv.tv_sec = static_cast<time_t>(ms.count() / 1000);
-  tv.tv_usec = static_cast<suseconds_t>((ms.count() % 1000) * 1000);
-  return tv;
 }
 
 }  // namespace

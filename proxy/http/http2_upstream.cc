@@ -1,4 +1,5 @@
 #include "proxy/http/http2_upstream.h"
+#include "proxy/dispatcher.h"
 #include "proxy/http/nghttp2_output.h"
 #include "proxy/socket_util.h"
 
@@ -26,13 +27,6 @@ bool droppedForH2(const HeaderList& headers, const Header& h) {
     return !equalsLower(h.value, "trailers");
   }
   return isConnectionSpecific(headers, h.name);
-}
-
-timeval toTimeval(std::chrono::milliseconds ms) {
-  timeval tv;
-  tv.tv_sec = static_cast<time_t>(ms.count() / 1000);
-  tv.tv_usec = static_cast<suseconds_t>((ms.count() % 1000) * 1000);
-  return tv;
 }
 
 }  // namespace

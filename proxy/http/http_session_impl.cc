@@ -1,4 +1,5 @@
 #include "proxy/http/http_session_impl.h"
+#include "proxy/dispatcher.h"
 
 #include <event2/buffer.h>
 
@@ -46,13 +47,6 @@ std::string_view statusText(int status) {
     default:
       return "";
   }
-}
-
-timeval toTimeval(std::chrono::milliseconds ms) {
-  timeval tv;
-  tv.tv_sec = static_cast<time_t>(ms.count() / 1000);
-  tv.tv_usec = static_cast<suseconds_t>((ms.count() % 1000) * 1000);
-  return tv;
 }
 
 }  // namespace
