@@ -11,7 +11,7 @@ packages=(
   protobuf-compiler-grpc libyaml-cpp-dev prometheus-cpp-dev libhttp-parser-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
   # tests and benchmarks
-  curl nghttp2-client wrk openssl python3 python3-grpcio python3-protobuf
+  curl nghttp2-client wrk openssl python3 python3-grpcio python3-protobuf python3-cryptography
   prometheus iproute2 iptables etcd-server
 )
 

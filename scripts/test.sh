@@ -37,9 +37,9 @@ if [ "${SKIP_FUZZ:-0}" != 1 ]; then
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DPALISADE_FUZZ=ON -DPALISADE_SANITIZE=ON -DPALISADE_BENCH=OFF >/dev/null
   cmake --build build-fuzz -j "$jobs" --target spiffe_id_fuzzer policy_loader_fuzzer \
-    x509_svid_fuzzer path_normalization_fuzzer
+    x509_svid_fuzzer path_normalization_fuzzer http_session_fuzzer
   mkdir -p build-fuzz/artifacts
-  for target in spiffe_id policy_loader x509_svid path_normalization; do
+  for target in spiffe_id policy_loader x509_svid path_normalization http_session; do
     # New inputs go to a scratch corpus; the committed seeds are read-only inputs.
     scratch=$(mktemp -d)
     trap 'rm -rf "$scratch"' EXIT

@@ -18,6 +18,13 @@ MIB = 1024 * 1024
 BUFFER_LIMIT = 1 * MIB
 BIG_MB = 100
 SLACK_KIB = 6 * 1024  # TLS records, allocator slack, the pools' first growth
+# Under AddressSanitizer freed memory sits in a quarantine (up to 256 MiB), so RSS says
+# nothing about buffering there; the app being held back still proves the back-pressure.
+RSS_MEANINGFUL = os.environ.get("PALISADE_SANITIZED", "0") != "1"
+
+
+def rss_bounded(growth_kib):
+    return not RSS_MEANINGFUL or growth_kib <= 3 * BUFFER_LIMIT // 1024 + SLACK_KIB
 HOLD_S = 5
 
 
@@ -55,7 +62,7 @@ class LimitsTest(harness.IntegrationTest):
         sys.stderr.write("(%s) " % report)
         for p in procs:
             growth = peak[p.name] - baseline[p.name]
-            self.assertWithLogs(growth <= 3 * BUFFER_LIMIT // 1024 + SLACK_KIB,
+            self.assertWithLogs(rss_bounded(growth),
                                 "%s grew %d KiB under a slow reader: %s" % (p.name, growth,
                                                                           report))
         self.assertLess(sent, BIG_MB * MIB // 2,
@@ -124,7 +131,7 @@ class LimitsTest(harness.IntegrationTest):
         sent = self.big_sent(app)
         sys.stderr.write("(h2 slow reader: grew %d KiB, app sent %.1f MiB) " % (growth,
                                                                                sent / MIB))
-        self.assertWithLogs(growth <= 3 * BUFFER_LIMIT // 1024 + SLACK_KIB,
+        self.assertWithLogs(rss_bounded(growth),
                             "B grew %d KiB under an HTTP/2 slow reader" % growth)
         self.assertLess(sent, BIG_MB * MIB // 2)
 
@@ -142,7 +149,7 @@ class LimitsTest(harness.IntegrationTest):
         sys.stderr.write("(h2c slow reader: growth KiB %r, app sent %.1f MiB) " %
                          (report, sent / MIB))
         for name, growth in report.items():
-            self.assertWithLogs(growth <= 3 * BUFFER_LIMIT // 1024 + SLACK_KIB,
+            self.assertWithLogs(rss_bounded(growth),
                                 "%s grew %d KiB under an h2c slow reader" % (name, growth))
         self.assertLess(sent, BIG_MB * MIB // 2)
 
