@@ -536,10 +536,38 @@ class Sidecar:
             self.start()
 
     def start(self):
-        """Starts the proxy and waits for its ready line."""
-        self.proc = self.test.start_process("proxy-" + self.name, self.args)
-        self.pid = self.proc.pid
-        self.test.wait_for_log(self.proc, r"palisade-proxy: ready", 20)
+        """Starts the proxy and waits for its ready line. free_port() hands out a port that
+        another test running in parallel may take before the proxy binds it; then the
+        proxy's own ports are picked again and it is started again."""
+        for attempt in range(5):
+            self.proc = self.test.start_process("proxy-" + self.name, self.args)
+            self.pid = self.proc.pid
+            try:
+                self.test.wait_for_log(self.proc, r"palisade-proxy: ready", 20)
+                return
+            except AssertionError:
+                if attempt == 4 or self.proc.alive() or \
+                        "Address already in use" not in self.proc.stderr():
+                    raise
+                self.test.procs.remove(self.proc)
+                self._new_ports()
+
+    def _new_ports(self):
+        """Moves the listeners this proxy owns to fresh ports (the bootstrap is rewritten)."""
+        text = read_text(self.bootstrap)
+        moves = {}
+        for attr in ("inbound_port", "admin_port", "readiness_port", "metrics_port",
+                     "transparent_port"):
+            old = getattr(self, attr)
+            if old:
+                moves[old] = free_port()
+                setattr(self, attr, moves[old])
+        for key, old in list(self.outbound_ports.items()):
+            moves[old] = free_port()
+            self.outbound_ports[key] = moves[old]
+        for old, new in moves.items():
+            text = text.replace("127.0.0.1:%d\n" % old, "127.0.0.1:%d\n" % new)
+        write_file(self.bootstrap, text)
 
     def outbound_port(self, service=SERVICE_HOST, port=SERVICE_PORT):
         return self.outbound_ports[(service, port)]
