@@ -96,7 +96,7 @@ bool normalizePath(std::string_view path, PathNormalization mode, std::string& o
   std::size_t q = path.find_first_of("?#");
   std::string_view p = path.substr(0, q);
   std::string_view rest = q == std::string_view::npos ? std::string_view() : path.substr(q);
-  if (mode == PathNormalization::kNone || p == "*") {
+  if (mode == PathNormalization::kNone || path == "*") {
     out.assign(path);
     return true;
   }
@@ -134,6 +134,13 @@ bool normalizePath(std::string_view path, PathNormalization mode, std::string& o
   }
   if (out.empty()) {
     out.assign(1, '/');
+  }
+  // Decoding is done once, but "%%300" decodes to "%00": the app would decode that again
+  // into a NUL the check above never saw. Refuse it like a %00 in the request itself.
+  for (std::size_t i = 0; i + 2 < out.size(); ++i) {
+    if (out[i] == '%' && out[i + 1] == '0' && out[i + 2] == '0') {
+      return false;
+    }
   }
   removeDotSegments(out);
   if (mode == PathNormalization::kMergeSlashes || decode_slashes) {

@@ -25,7 +25,8 @@ std::optional<PathNormalization> parsePathNormalization(std::string_view name);
 const char* pathNormalizationName(PathNormalization n);
 
 // Writes the normalized form of `path` into `out`. False when the request must be refused
-// with 400 (a %00, or a path that does not start with '/' other than "*").
+// with 400 (a %00, also one that decoding formed, as in "%%300"; or a path that does not
+// start with '/' other than "*").
 bool normalizePath(std::string_view path, PathNormalization mode, std::string& out);
 
 }  // namespace palisade::policy

@@ -28,13 +28,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       path.ends_with("/.") || path.ends_with("/..")) {
     std::abort();
   }
-  std::string again;
-  if (!palisade::policy::normalizePath(out, mode, again)) {
+  // Whatever reaches the app holds no %00, encoded or formed by decoding.
+  if (path.find("%00") != std::string_view::npos) {
     std::abort();
   }
   // Decoding happens once, so "%252e" may become "%2e" and decode further on a second pass;
   // apart from percent signs, the second pass is the identity.
-  if (again != out && out.find('%') == std::string::npos) {
+  std::string again;
+  const bool second = palisade::policy::normalizePath(out, mode, again);
+  if (out.find('%') == std::string::npos && (!second || again != out)) {
     std::abort();
   }
   return 0;

@@ -49,6 +49,9 @@ TEST(PathNormalizationTest, Table) {
       // %00 is always refused.
       {"/admin%00", kBase, nullptr},
       {"/admin%00", kDecode, nullptr},
+      {"/a%%3000", kBase, nullptr},     // decoding once forms "%00": refused too
+      {"//!%%3003&", kMerge, nullptr},  // found by the fuzzer
+      {"/a%%30", kBase, "/a%0"},
       // Backslashes become slashes.
       {"/some\\data", kBase, "/some/data"},
       {"/x\\..\\admin", kBase, "/admin"},
@@ -65,6 +68,7 @@ TEST(PathNormalizationTest, Table) {
       {"/a#frag/..", kBase, "/a#frag/.."},
       {"?x=1", kBase, "/?x=1"},
       {"*", kBase, "*"},
+      {"*#!%(", kDecode, nullptr},  // asterisk form takes no query or fragment (fuzzer)
       // Not origin form.
       {"admin", kBase, nullptr},
       {"http://x/admin", kBase, nullptr},
