@@ -328,10 +328,30 @@ class BootstrapReader : public YamlReader {
     if (!expectMap(v, at, "outbound")) {
       return;
     }
-    forEachField(v, "outbound", {"transparent", "listeners"},
+    forEachField(v, "outbound", {"transparent", "listeners", "pooledHttp", "loadBalancer"},
                  [&](const std::string& key, const YAML::Node& f, const Mark& fat) {
                    if (key == "transparent") {
                      c.transparent_outbound = address(f, fat, "outbound.transparent");
+                     return;
+                   }
+                   if (key == "pooledHttp") {
+                     auto s = scalar(f, fat, "outbound.pooledHttp");
+                     if (s && *s != "true" && *s != "false") {
+                       error(mark(f), "outbound.pooledHttp must be true or false");
+                     } else if (s) {
+                       c.outbound_pooled_http = *s == "true";
+                     }
+                     return;
+                   }
+                   if (key == "loadBalancer") {
+                     auto s = scalar(f, fat, "outbound.loadBalancer");
+                     if (s && *s == "LEAST_REQUEST") {
+                       c.outbound_load_balancer = LoadBalancer::kLeastRequest;
+                     } else if (s && *s == "ROUND_ROBIN") {
+                       c.outbound_load_balancer = LoadBalancer::kRoundRobin;
+                     } else if (s) {
+                       error(mark(f), "outbound.loadBalancer must be LEAST_REQUEST or ROUND_ROBIN");
+                     }
                      return;
                    }
                    if (!f.IsSequence()) {

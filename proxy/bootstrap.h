@@ -94,6 +94,9 @@ struct OutboundListener {
   policy::Mark mark;
 };
 
+// How an outbound HTTP request picks an endpoint (Istio's DestinationRule names).
+enum class LoadBalancer { kLeastRequest, kRoundRobin };
+
 struct ProxyLimits {
   unsigned max_connections = 10000;
   std::chrono::milliseconds handshake_timeout{10'000};
@@ -122,6 +125,11 @@ struct BootstrapConfig {
   std::vector<InboundPort> inbound_ports;
   std::optional<SocketAddress> transparent_outbound;
   std::vector<OutboundListener> outbound_listeners;
+  // outbound.pooledHttp: true sends the app's HTTP/1.1 and h2c requests as streams over the
+  // worker's pooled HTTP/2-over-mTLS connections, balanced per request (issue 6, prototype);
+  // false pumps each app connection's bytes over its own mTLS connection.
+  bool outbound_pooled_http = false;
+  LoadBalancer outbound_load_balancer = LoadBalancer::kLeastRequest;  // outbound.loadBalancer
   SocketAddress admin;
   SocketAddress readiness;
   SocketAddress metrics;

@@ -11,6 +11,8 @@
 #include <string>
 
 #include "common/log.h"
+#include "proxy/http/codec.h"
+#include "proxy/http/http_session.h"
 #include "proxy/sniffer.h"
 #include "proxy/tcp_proxy.h"
 
@@ -19,7 +21,7 @@ namespace {
 
 using common::HandshakeFailure;
 
-class OutboundConnection : public Connection {
+class OutboundConnection : public Connection, public http::UpstreamProvider {
  public:
   OutboundConnection(Worker& w, int fd, const Sockaddr& peer)
       : Connection(w), fd_(fd), peer_(peer), snapshot_(w.snapshot()) {}
@@ -84,6 +86,11 @@ class OutboundConnection : public Connection {
                                       return;
                                     }
                                     alpn_ = std::string(sniffAlpn(bytes).value_or(""));
+                                    if (snapshot_->bootstrap->outbound_pooled_http &&
+                                        !alpn_.empty()) {
+                                      startHttp();
+                                      return;
+                                    }
                                     connectNext();
                                   });
   }
@@ -92,6 +99,9 @@ class OutboundConnection : public Connection {
   void onPoliciesChanged(const Policies&) override {}  // inbound policies; nothing here
 
   void onTick(std::time_t now) override {
+    if (state_ == State::kHttp) {
+      return;  // the session keeps its own idle timer; the pool its connect timeouts
+    }
     if (state_ != State::kPumping && state_ != State::kClosed && now > deadline_) {
       PALISADE_LOG(kInfo, "outbound", "timed out connecting to " + target_);
       inc(worker().stats().outbound_connect_failures);
@@ -105,14 +115,60 @@ class OutboundConnection : public Connection {
   }
 
   void drain() override {
-    if (state_ != State::kPumping) {
+    if (session_ != nullptr) {
+      session_->drain();
+    } else if (state_ != State::kPumping) {
       close("draining");
     }
   }
-  void abort() override { close("shutting down"); }
+  void abort() override {
+    if (session_ != nullptr) {
+      session_->abort();  // on_closed destroys us
+      return;
+    }
+    close("shutting down");
+  }
+
+  // http::UpstreamProvider::
+  http::UpstreamRequest* newStream(http::Exchange& ex, http::UpstreamCallbacks& cb) override {
+    return worker().upstreamPool().newStream(
+        *snapshot_, *route_, snapshot_->bootstrap->outbound_load_balancer, ex, cb);
+  }
 
  private:
-  enum class State { kStart, kSniffing, kConnecting, kPumping, kClosed };
+  enum class State { kStart, kSniffing, kConnecting, kPumping, kHttp, kClosed };
+
+  // The app speaks HTTP/1.1 or h2c: decode its requests and send each as a stream over the
+  // worker's pooled HTTP/2-over-mTLS connections, balanced per request. Authorization is the
+  // server side's (its inbound sidecar checks every request); nothing is checked here.
+  void startHttp() {
+    sniffer_.reset();
+    state_ = State::kHttp;
+    const BootstrapConfig& b = *snapshot_->bootstrap;
+    http::SessionOptions o;
+    o.downstream = alpn_ == "h2" ? http::Codec::kHttp2 : http::Codec::kHttp1;
+    o.upstream = http::Codec::kHttp2;
+    o.upstream_provider = this;
+    o.limits.max_header_bytes = b.limits.max_header_bytes;
+    o.limits.max_headers = b.limits.max_headers;
+    o.limits.buffer_limit = b.limits.buffer_limit;
+    o.limits.max_concurrent_streams = b.limits.max_concurrent_streams;
+    o.limits.idle_timeout = b.limits.idle_timeout;
+    o.limits.connect_timeout = b.limits.connect_timeout;
+    // The receiving sidecar normalizes and authorizes; the path leaves as the app wrote it.
+    o.path_normalization = policy::PathNormalization::kNone;
+    o.on_closed = [this] {
+      session_ = nullptr;
+      if (state_ == State::kClosed) {
+        destroy();  // close() aborted the session and left this for its on_closed
+      } else {
+        close("done");
+      }
+    };
+    bufferevent* down = bufferevent_socket_new(worker().base(), fd_, BEV_OPT_CLOSE_ON_FREE);
+    fd_ = -1;
+    session_ = http::HttpSession::start(worker().base(), down, std::move(o));
+  }
 
   void passthrough(const Sockaddr& original) {
     const BootstrapConfig& b = *snapshot_->bootstrap;
@@ -240,6 +296,12 @@ class OutboundConnection : public Connection {
     PALISADE_LOG(kDebug, "outbound", "connection from " + peer_.toString() + " closed: " + why);
     state_ = State::kClosed;
     sniffer_.reset();
+    if (session_ != nullptr) {
+      http::HttpSession* s = session_;
+      session_ = nullptr;
+      s->abort();
+      return;  // its on_closed comes back here with nothing left to do but destroy
+    }
     for (bufferevent** b : {&app_, &upstream_}) {
       if (*b != nullptr) {
         bufferevent_free(*b);
@@ -270,6 +332,7 @@ class OutboundConnection : public Connection {
   SSL* ssl_ = nullptr;
   bool tls_ = false;
   std::unique_ptr<Pump> pump_;
+  http::HttpSession* session_ = nullptr;  // frees itself; on_closed clears this
 };
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cassert>
+#include <random>
 
 #include "common/log.h"
 #include "proxy/inbound.h"
@@ -69,6 +70,19 @@ void Worker::start(std::shared_ptr<const Snapshot> snapshot) {
                            LEV_OPT_CLOSE_ON_FREE, -1, pending_fds_[i]);
   }
   pending_fds_.clear();
+  UpstreamPool::Options pool;
+  const ProxyLimits& limits = snapshot_->bootstrap->limits;
+  pool.limits.max_header_bytes = limits.max_header_bytes;
+  pool.limits.max_headers = limits.max_headers;
+  pool.limits.buffer_limit = limits.buffer_limit;
+  pool.limits.max_concurrent_streams = limits.max_concurrent_streams;
+  pool.limits.idle_timeout = limits.idle_timeout;
+  pool.limits.connect_timeout = limits.connect_timeout + limits.handshake_timeout;
+  upstream_pool_ = std::make_unique<UpstreamPool>(
+      dispatcher_.base(), stats_, pool,
+      [rng = std::minstd_rand(std::random_device{}() + index_)]() mutable {
+        return static_cast<std::uint32_t>(rng());
+      });
   thread_ = std::thread([this] { dispatcher_.run(); });
 }
 
@@ -126,6 +140,9 @@ void Worker::stop() {
       }
     }
     event_del(timer_.get());
+    if (upstream_pool_) {
+      upstream_pool_->closeAll();  // every session using it was aborted above
+    }
     dispatcher_.exit();
   });
 }
@@ -176,6 +193,9 @@ void Worker::onTimer(evutil_socket_t, short, void* arg) {
     if (!c->destroyed_) {
       c->onTick(now);
     }
+  }
+  if (w->upstream_pool_) {
+    w->upstream_pool_->onTick(now, w->snapshot_->identity);
   }
 }
 

@@ -21,6 +21,7 @@
 #include "proxy/snapshot.h"
 #include "proxy/socket_util.h"
 #include "proxy/stats.h"
+#include "proxy/upstream_pool.h"
 
 namespace palisade::proxy {
 
@@ -90,6 +91,8 @@ class Worker {
   WorkerStats& stats() { return stats_; }
   const WorkerStats& stats() const { return stats_; }
   std::size_t roundRobin() { return round_robin_++; }
+  // Pooled HTTP/2-over-mTLS connections to outbound endpoints; made by start().
+  UpstreamPool& upstreamPool() { return *upstream_pool_; }
   std::atomic<unsigned>& openConnections() { return open_connections_; }
   bool draining() const { return draining_; }
   unsigned index() const { return index_; }
@@ -120,6 +123,7 @@ class Worker {
   EventPtr timer_;
   EventPtr reaper_;
   WorkerStats stats_;
+  std::unique_ptr<UpstreamPool> upstream_pool_;  // before dispatcher_ goes
   std::size_t round_robin_ = 0;
   bool draining_ = false;
   std::function<void()> drained_;

@@ -94,10 +94,23 @@ enum class UpstreamFailure {
 
 class UpstreamConnection;
 
+// What an upstream connection tells whoever owns it: the session for its own connections to
+// the app, or a worker's UpstreamPool for pooled connections that carry streams of many
+// sessions. Every libevent callback of the connection runs inside the owner's scope.
+class UpstreamConnectionOwner : public ScopeOwner {
+ public:
+  // The connection closed; the owner may free it once the scope ends.
+  virtual void onUpstreamClosed(UpstreamConnection* connection) = 0;
+
+ protected:
+  ~UpstreamConnectionOwner() = default;
+};
+
 // What an upstream tells the session about an exchange. After onUpstreamEnd or
 // onUpstreamFailed, and after an onUpstreamHead with end_stream, the upstream no longer
-// refers to the exchange.
-class UpstreamCallbacks : public ScopeOwner {
+// refers to the exchange. A pooled connection calls these inside the session's own scope
+// (CallbackScope on the UpstreamCallbacks), so the session flushes and frees as usual.
+class UpstreamCallbacks : public UpstreamConnectionOwner {
  public:
   virtual void onUpstreamHead(Exchange& ex, bool end_stream) = 0;  // head in ex.response
   virtual void onUpstreamData(Exchange& ex, const std::uint8_t* data, std::size_t len) = 0;
@@ -105,8 +118,6 @@ class UpstreamCallbacks : public ScopeOwner {
   virtual void onUpstreamFailed(Exchange& ex, UpstreamFailure failure) = 0;
   // The upstream's buffered request bytes fell below the low watermark.
   virtual void onUpstreamWritable(Exchange& ex) = 0;
-  // The connection closed; the session may free it once the scope ends.
-  virtual void onUpstreamClosed(UpstreamConnection* connection) = 0;
 
  protected:
   ~UpstreamCallbacks() = default;
@@ -121,7 +132,8 @@ class UpstreamRequest {
   virtual void sendEnd() = 0;  // trailers in the exchange's request.trailers
   // Stops or restarts reading the response (back-pressure from the downstream).
   virtual void pauseResponse(bool paused) = 0;
-  // The exchange is gone before the upstream finished: stop referring to it.
+  // The exchange is gone before the upstream finished: stop referring to it and to its
+  // callbacks (a pooled stream resets only itself; the connection stays).
   virtual void cancel() = 0;
 
  protected:
@@ -136,6 +148,18 @@ class UpstreamConnection {
   virtual bool wantsFlush() const { return false; }
   virtual void flush() {}
   virtual void close() = 0;  // without reporting to exchanges (the session is tearing down)
+};
+
+// Hands out upstream streams from outside the session (the outbound sidecar's per-worker
+// pool of HTTP/2-over-mTLS connections). The returned request reports to `callbacks` and is
+// valid until it reports the end or a failure, or is cancelled; null means no upstream can
+// take the request now (answered 503 by the session). Thread: the session's.
+class UpstreamProvider {
+ public:
+  virtual UpstreamRequest* newStream(Exchange& ex, UpstreamCallbacks& callbacks) = 0;
+
+ protected:
+  ~UpstreamProvider() = default;
 };
 
 // Window sizes we advertise on HTTP/2 (both sides): half the buffer limit per stream, so a

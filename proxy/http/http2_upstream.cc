@@ -33,7 +33,8 @@ bool droppedForH2(const HeaderList& headers, const Header& h) {
 
 class Http2Upstream::Stream final : public UpstreamRequest {
  public:
-  Stream(Http2Upstream& conn, Exchange& ex) : conn_(conn), ex_(&ex), body_(evbuffer_new()) {}
+  Stream(Http2Upstream& conn, Exchange& ex, UpstreamCallbacks& cb)
+      : conn_(conn), ex_(&ex), cb_(&cb), body_(evbuffer_new()) {}
   ~Stream() { evbuffer_free(body_); }
 
   // UpstreamRequest:
@@ -45,6 +46,7 @@ class Http2Upstream::Stream final : public UpstreamRequest {
 
   Http2Upstream& conn_;
   Exchange* ex_;
+  UpstreamCallbacks* cb_;  // null once cancelled
   evbuffer* body_;  // request body waiting for the data provider
   std::int32_t id_ = -1;
   std::size_t unconsumed_ = 0;
@@ -79,10 +81,13 @@ void Http2Upstream::Stream::sendHead(Exchange& ex, bool end_stream) {
   conn_.markDirty();
   if (id_ < 0) {
     done_ = true;
-    closed_ = true;
+    conn_.streamClosed(*this);
     Exchange* e = ex_;
+    UpstreamCallbacks* cb = cb_;
     ex_ = nullptr;
-    conn_.callbacks_.onUpstreamFailed(*e, UpstreamFailure::kConnect);
+    cb_ = nullptr;
+    CallbackScope scope(*cb);
+    cb->onUpstreamFailed(*e, UpstreamFailure::kConnect);
   }
 }
 
@@ -126,6 +131,7 @@ void Http2Upstream::Stream::pauseResponse(bool paused) {
 
 void Http2Upstream::Stream::cancel() {
   ex_ = nullptr;
+  cb_ = nullptr;
   done_ = true;
   if (!closed_ && id_ > 0) {
     nghttp2_submit_rst_stream(conn_.session_, NGHTTP2_FLAG_NONE, id_, NGHTTP2_CANCEL);
@@ -133,9 +139,9 @@ void Http2Upstream::Stream::cancel() {
   }
 }
 
-Http2Upstream::Http2Upstream(event_base* base, UpstreamCallbacks& callbacks,
+Http2Upstream::Http2Upstream(event_base* base, UpstreamConnectionOwner& owner,
                              const SessionOptions& options)
-    : base_(base), callbacks_(callbacks), options_(options) {
+    : base_(base), owner_(owner), options_(options) {
   nghttp2_session_callbacks* cbs = nullptr;
   nghttp2_session_callbacks_new(&cbs);
   nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, onBeginHeaders);
@@ -154,14 +160,54 @@ Http2Upstream::Http2Upstream(event_base* base, UpstreamCallbacks& callbacks,
 
 Http2Upstream::~Http2Upstream() {
   close();
+  if (flush_event_ != nullptr) {
+    event_free(flush_event_);
+  }
   nghttp2_session_del(session_);
+}
+
+void Http2Upstream::enableSelfFlush() {
+  flush_event_ = event_new(base_, -1, 0, onFlush, this);
+}
+
+void Http2Upstream::markDirty() {
+  if (flush_event_ != nullptr && !dirty_ && !closed_) {
+    event_active(flush_event_, EV_TIMEOUT, 0);
+  }
+  dirty_ = true;
+}
+
+void Http2Upstream::onFlush(evutil_socket_t, short, void* arg) {
+  auto* u = static_cast<Http2Upstream*>(arg);
+  CallbackScope scope(u->owner_);
+  if (u->wantsFlush()) {
+    u->flush();
+  }
+}
+
+void Http2Upstream::streamClosed(Stream& s) {
+  if (!s.closed_) {
+    s.closed_ = true;
+    --open_streams_;
+  }
+}
+
+std::size_t Http2Upstream::maxStreams(std::size_t local_max) const {
+  std::size_t remote =
+      nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+  return std::min(remote, local_max);
 }
 
 void Http2Upstream::close() {
   closed_ = true;
   for (auto& s : streams_) {
     s->ex_ = nullptr;
+    s->cb_ = nullptr;
     s->done_ = true;
+    streamClosed(*s);
+  }
+  if (flush_event_ != nullptr) {
+    event_del(flush_event_);
   }
   if (timer_ != nullptr) {
     event_free(timer_);
@@ -197,19 +243,33 @@ void Http2Upstream::connect() {
   evtimer_add(timer_, &tv);
 }
 
-UpstreamRequest* Http2Upstream::newStream(Exchange& ex) {
-  streams_.push_back(std::make_unique<Stream>(*this, ex));
-  return streams_.back().get();
+void Http2Upstream::connect(bufferevent* bev, const sockaddr* address, socklen_t address_len) {
+  const nghttp2_settings_entry settings[] = {
+      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE,
+       static_cast<std::uint32_t>(streamWindow(options_.limits.buffer_limit))},
+  };
+  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
+  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
+                                        connectionWindow(options_.limits.buffer_limit));
+  markDirty();
+  timer_ = evtimer_new(base_, onTimer, this);
+  bev_ = bev;
+  bufferevent_setcb(bev_, onRead, onWrite, onEvent, this);
+  bufferevent_setwatermark(bev_, EV_WRITE, options_.limits.buffer_limit / 2, 0);
+  if (bufferevent_socket_connect(bev_, address, static_cast<int>(address_len)) != 0) {
+    timeval zero{0, 0};
+    evtimer_add(timer_, &zero);
+    return;
+  }
+  timeval tv = toTimeval(options_.limits.connect_timeout);
+  evtimer_add(timer_, &tv);
 }
 
-std::size_t Http2Upstream::openStreams() const {
-  std::size_t n = 0;
-  for (const auto& s : streams_) {
-    if (!s->closed_) {
-      ++n;
-    }
-  }
-  return n;
+UpstreamRequest* Http2Upstream::newStream(Exchange& ex, UpstreamCallbacks& callbacks) {
+  streams_.push_back(std::make_unique<Stream>(*this, ex, callbacks));
+  ++open_streams_;
+  return streams_.back().get();
 }
 
 Http2Upstream::Stream* Http2Upstream::stream(std::int32_t stream_id) const {
@@ -218,7 +278,7 @@ Http2Upstream::Stream* Http2Upstream::stream(std::int32_t stream_id) const {
 
 void Http2Upstream::onTimer(evutil_socket_t, short, void* arg) {
   auto* u = static_cast<Http2Upstream*>(arg);
-  CallbackScope scope(u->callbacks_);
+  CallbackScope scope(u->owner_);
   u->fail();
 }
 
@@ -226,23 +286,35 @@ void Http2Upstream::fail() {
   if (closed_) {
     return;
   }
-  std::vector<std::pair<Exchange*, bool>> failed;
+  struct Failed {
+    Exchange* ex;
+    UpstreamCallbacks* cb;
+    bool got_final;
+  };
+  std::vector<Failed> failed;
   for (auto& s : streams_) {
-    if (s->ex_ != nullptr && !s->done_) {
-      failed.emplace_back(s->ex_, s->got_final_);
+    if (s->ex_ != nullptr && s->cb_ != nullptr && !s->done_) {
+      failed.push_back({s->ex_, s->cb_, s->got_final_});
     }
   }
   close();
-  for (auto& [ex, got_final] : failed) {
-    callbacks_.onUpstreamFailed(*ex,
-                                got_final ? UpstreamFailure::kReset : UpstreamFailure::kConnect);
+  // One session's callback can cancel another stream's exchange only through its own
+  // session, and close() already detached every stream, so this list stays valid.
+  for (const Failed& f : failed) {
+    CallbackScope scope(*f.cb);
+    f.cb->onUpstreamFailed(*f.ex,
+                           f.got_final ? UpstreamFailure::kReset : UpstreamFailure::kConnect);
   }
-  callbacks_.onUpstreamClosed(this);
+  owner_.onUpstreamClosed(this);
 }
 
 void Http2Upstream::onEvent(bufferevent* bev, short what, void* arg) {
   auto* u = static_cast<Http2Upstream*>(arg);
-  CallbackScope scope(u->callbacks_);
+  CallbackScope scope(u->owner_);
+  if (u->event_hook_ && !u->event_hook_(bev, what)) {
+    u->fail();
+    return;
+  }
   if ((what & BEV_EVENT_CONNECTED) != 0) {
     u->connected_ = true;
     evtimer_del(u->timer_);
@@ -256,7 +328,7 @@ void Http2Upstream::onEvent(bufferevent* bev, short what, void* arg) {
 
 void Http2Upstream::onRead(bufferevent* bev, void* arg) {
   auto* u = static_cast<Http2Upstream*>(arg);
-  CallbackScope scope(u->callbacks_);
+  CallbackScope scope(u->owner_);
   evbuffer* input = bufferevent_get_input(bev);
   while (!u->closed_ && evbuffer_get_length(input) != 0) {
     evbuffer_iovec vec;
@@ -276,7 +348,7 @@ void Http2Upstream::onRead(bufferevent* bev, void* arg) {
 
 void Http2Upstream::onWrite(bufferevent*, void* arg) {
   auto* u = static_cast<Http2Upstream*>(arg);
-  CallbackScope scope(u->callbacks_);
+  CallbackScope scope(u->owner_);
   u->markDirty();
 }
 
@@ -297,15 +369,16 @@ void Http2Upstream::flush() {
   writable.swap(writable_);
   for (std::int32_t id : writable) {
     Stream* s = stream(id);
-    if (s != nullptr && s->ex_ != nullptr && !s->done_) {
-      callbacks_.onUpstreamWritable(*s->ex_);
+    if (s != nullptr && s->ex_ != nullptr && s->cb_ != nullptr && !s->done_) {
+      CallbackScope scope(*s->cb_);
+      s->cb_->onUpstreamWritable(*s->ex_);
     }
   }
   // Finished streams are freed here, outside nghttp2's callbacks.
   std::erase_if(streams_, [](const std::unique_ptr<Stream>& s) { return s->closed_ && s->done_; });
   if (goaway_ && openStreams() == 0) {
     close();
-    callbacks_.onUpstreamClosed(this);
+    owner_.onUpstreamClosed(this);
   }
 }
 
@@ -362,11 +435,12 @@ int Http2Upstream::onFrameRecv(nghttp2_session*, const nghttp2_frame* frame, voi
     return 0;
   }
   Stream* s = u->stream(frame->hd.stream_id);
-  if (s == nullptr || s->ex_ == nullptr || s->done_) {
+  if (s == nullptr || s->ex_ == nullptr || s->cb_ == nullptr || s->done_) {
     return 0;
   }
   bool end_stream = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
   Exchange& ex = *s->ex_;
+  UpstreamCallbacks* cb = s->cb_;
   if (frame->hd.type == NGHTTP2_HEADERS) {
     if (!s->got_final_) {
       if (ex.response.status >= 100 && ex.response.status < 200) {
@@ -377,21 +451,27 @@ int Http2Upstream::onFrameRecv(nghttp2_session*, const nghttp2_frame* frame, voi
       if (end_stream) {
         s->done_ = true;
         s->ex_ = nullptr;
+        s->cb_ = nullptr;
       }
-      u->callbacks_.onUpstreamHead(ex, end_stream);
+      CallbackScope scope(*cb);
+      cb->onUpstreamHead(ex, end_stream);
       return 0;
     }
     if (end_stream) {  // trailers
       s->done_ = true;
       s->ex_ = nullptr;
-      u->callbacks_.onUpstreamEnd(ex);
+      s->cb_ = nullptr;
+      CallbackScope scope(*cb);
+      cb->onUpstreamEnd(ex);
     }
     return 0;
   }
   if (frame->hd.type == NGHTTP2_DATA && end_stream) {
     s->done_ = true;
     s->ex_ = nullptr;
-    u->callbacks_.onUpstreamEnd(ex);
+    s->cb_ = nullptr;
+    CallbackScope scope(*cb);
+    cb->onUpstreamEnd(ex);
   }
   return 0;
 }
@@ -400,13 +480,19 @@ int Http2Upstream::onDataChunkRecv(nghttp2_session* session, std::uint8_t, std::
                                    const std::uint8_t* data, std::size_t len, void* arg) {
   auto* u = static_cast<Http2Upstream*>(arg);
   Stream* s = u->stream(stream_id);
-  if (s == nullptr || s->ex_ == nullptr || s->done_) {
+  if (s == nullptr || s->ex_ == nullptr || s->cb_ == nullptr || s->done_) {
     nghttp2_session_consume(session, stream_id, len);
     return 0;
   }
   s->unconsumed_ += len;
-  u->callbacks_.onUpstreamData(*s->ex_, data, len);
-  if (!s->paused_) {
+  {
+    CallbackScope scope(*s->cb_);
+    s->cb_->onUpstreamData(*s->ex_, data, len);
+  }
+  if (s->closed_) {
+    return 0;
+  }
+  if (!s->paused_ || s->done_) {
     nghttp2_session_consume(session, stream_id, s->unconsumed_);
     s->unconsumed_ = 0;
   }
@@ -420,18 +506,20 @@ int Http2Upstream::onStreamClose(nghttp2_session* session, std::int32_t stream_i
   if (s == nullptr) {
     return 0;
   }
-  s->closed_ = true;
+  u->streamClosed(*s);
   if (s->unconsumed_ != 0) {
     nghttp2_session_consume_connection(session, s->unconsumed_);
     s->unconsumed_ = 0;
   }
-  if (s->ex_ != nullptr && !s->done_) {
+  if (s->ex_ != nullptr && s->cb_ != nullptr && !s->done_) {
     // Reset (or refused after GOAWAY) before the response ended.
     Exchange& ex = *s->ex_;
+    UpstreamCallbacks* cb = s->cb_;
     s->done_ = true;
     s->ex_ = nullptr;
-    u->callbacks_.onUpstreamFailed(
-        ex, s->got_final_ ? UpstreamFailure::kReset : UpstreamFailure::kConnect);
+    s->cb_ = nullptr;
+    CallbackScope scope(*cb);
+    cb->onUpstreamFailed(ex, s->got_final_ ? UpstreamFailure::kReset : UpstreamFailure::kConnect);
   }
   return 0;
 }

@@ -4,12 +4,16 @@
 // carrying the session's requests as multiplexed streams. Request bodies wait per stream for
 // the data provider; response bytes are consumed from the flow-control window only once the
 // downstream has taken them. Trailers pass both ways (gRPC). Thread: the session's. Owned by
-// the session; its streams are owned by it.
+// its UpstreamConnectionOwner (the session, or a worker's UpstreamPool); its streams are owned
+// by it. Each stream reports to the UpstreamCallbacks it was opened with, inside their scope,
+// so one pooled connection can carry streams of many sessions; a cancelled stream resets only
+// itself.
 
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <nghttp2/nghttp2.h>
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -19,16 +23,33 @@ namespace palisade::proxy::http {
 
 class Http2Upstream final : public UpstreamConnection {
  public:
-  Http2Upstream(event_base* base, UpstreamCallbacks& callbacks, const SessionOptions& options);
+  // `options` (limits, app_address) must outlive the connection.
+  Http2Upstream(event_base* base, UpstreamConnectionOwner& owner, const SessionOptions& options);
   ~Http2Upstream() override;
 
+  // Plaintext (h2c, prior knowledge) to options.app_address.
   void connect();
+  // Over `bev` (taken over; possibly an OpenSSL bufferevent, connecting) to `address`. Its
+  // CONNECTED event (after the TLS handshake) starts HTTP/2; failing to start fails the
+  // connection from the event loop, never from here.
+  void connect(bufferevent* bev, const sockaddr* address, socklen_t address_len);
+  // Called with every event of the connection's bufferevent before it is handled; false
+  // fails the connection (a pool checks the negotiated ALPN and logs TLS failures here).
+  void setEventHook(std::function<bool(bufferevent*, short)> hook) { event_hook_ = std::move(hook); }
+  // Output is flushed by an event of its own (pooled: no session flushes it), so what many
+  // sessions submit in one loop iteration leaves in one write.
+  void enableSelfFlush();
   // Takes new streams: not closed, no GOAWAY received.
   bool usable() const { return !closed_ && !goaway_; }
-  // A new stream for `ex`; valid until it reports the end or a failure, or is cancelled.
-  UpstreamRequest* newStream(Exchange& ex);
+  // A new stream for `ex`, reporting to `callbacks`; valid until it reports the end or a
+  // failure, or is cancelled.
+  UpstreamRequest* newStream(Exchange& ex, UpstreamCallbacks& callbacks);
   // Streams that have not finished.
-  std::size_t openStreams() const;
+  std::size_t openStreams() const { return open_streams_; }
+  // Streams the peer lets us open at once (its SETTINGS_MAX_CONCURRENT_STREAMS, capped by
+  // `local_max`).
+  std::size_t maxStreams(std::size_t local_max) const;
+  bool connected() const { return connected_; }
 
   // UpstreamConnection:
   std::size_t bufferedBytes() const override;
@@ -43,6 +64,7 @@ class Http2Upstream final : public UpstreamConnection {
   static void onWrite(bufferevent* bev, void* arg);
   static void onEvent(bufferevent* bev, short what, void* arg);
   static void onTimer(evutil_socket_t fd, short what, void* arg);
+  static void onFlush(evutil_socket_t fd, short what, void* arg);
   static int onBeginHeaders(nghttp2_session* s, const nghttp2_frame* frame, void* arg);
   static int onHeader(nghttp2_session* s, const nghttp2_frame* frame, const std::uint8_t* name,
                       std::size_t namelen, const std::uint8_t* value, std::size_t valuelen,
@@ -59,13 +81,17 @@ class Http2Upstream final : public UpstreamConnection {
   Stream* stream(std::int32_t stream_id) const;
   // The connection is gone: every open stream fails.
   void fail();
-  void markDirty() { dirty_ = true; }
+  void markDirty();
+  void streamClosed(Stream& s);
 
   event_base* base_;
-  UpstreamCallbacks& callbacks_;
+  UpstreamConnectionOwner& owner_;
   const SessionOptions& options_;
   bufferevent* bev_ = nullptr;
   event* timer_ = nullptr;
+  event* flush_event_ = nullptr;  // self-flushing only
+  std::function<bool(bufferevent*, short)> event_hook_;
+  std::size_t open_streams_ = 0;
   nghttp2_session* session_ = nullptr;
   bool connected_ = false;
   bool closed_ = false;

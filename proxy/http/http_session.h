@@ -44,6 +44,8 @@ namespace palisade::proxy::http {
 
 enum class Codec { kHttp1, kHttp2 };
 
+class UpstreamProvider;  // codec.h
+
 // What authorization said about one request.
 struct AuthzOutcome {
   bool allowed = true;
@@ -66,6 +68,10 @@ struct SessionOptions {
   Codec upstream = Codec::kHttp1;
   sockaddr_storage app_address{};  // where the app listens (127.0.0.1:target port)
   socklen_t app_address_len = 0;
+  // When set, every request goes to a stream this provider hands out (the outbound
+  // sidecar's pooled HTTP/2-over-mTLS connections) instead of the session's own connections
+  // to app_address; `upstream` is then unused. Not owned; must outlive the session.
+  UpstreamProvider* upstream_provider = nullptr;
   SessionLimits limits;
   // The fixed parts of every RequestView: peer (may be null: plaintext), source_ip,
   // destination_ip, destination_port, sni. The session fills protocol, host, method, path

@@ -100,6 +100,14 @@ void HttpSessionImpl::closeAll() {
     return;
   }
   closing_ = true;
+  // Pooled streams belong to connections other sessions share: reset only ours.
+  for (auto& ex : exchanges_) {
+    if (options_.upstream_provider != nullptr && ex->upstream != nullptr) {
+      UpstreamRequest* up = ex->upstream;
+      ex->upstream = nullptr;
+      up->cancel();
+    }
+  }
   codec_->close();
   for (auto& u : h1_) {
     u->close();
@@ -322,17 +330,24 @@ void HttpSessionImpl::onRequestHead(Exchange& ex, bool end_stream) {
     codec_->sendContinue(ex);
   }
   UpstreamRequest* up = upstreamFor(ex);
+  if (up == nullptr) {
+    localReply(ex, 503, kUpstreamConnectError, kGrpcUnavailable, nullptr);
+    return;
+  }
   ex.upstream = up;
   up->sendHead(ex, end_stream);
 }
 
 UpstreamRequest* HttpSessionImpl::upstreamFor(Exchange& ex) {
+  if (options_.upstream_provider != nullptr) {
+    return options_.upstream_provider->newStream(ex, *this);
+  }
   if (options_.upstream == Codec::kHttp2) {
     if (h2_.empty() || !h2_.back()->usable()) {
       h2_.push_back(std::make_unique<Http2Upstream>(base_, *this, options_));
       h2_.back()->connect();
     }
-    return h2_.back()->newStream(ex);
+    return h2_.back()->newStream(ex, *this);
   }
   for (auto& u : h1_) {
     if (u->idle()) {

@@ -344,10 +344,11 @@ class Process:
 class App:
     """One of apps/*.py on 127.0.0.1: its port and the JSON lines it logged."""
 
-    def __init__(self, test, script, *extra):
-        self.log_path = os.path.join(test.dir, script + ".log")
+    def __init__(self, test, script, *extra, name=None):
+        name = name or script.replace(".py", "")  # several apps in one test: one name each
+        self.log_path = os.path.join(test.dir, name + ".log")
         open(self.log_path, "w").close()
-        self.proc = test.start_process(script.replace(".py", ""),
+        self.proc = test.start_process(name,
                                        [PYTHON, os.path.join(APPS, script), "--log",
                                         self.log_path, *extra])
         line = test.wait_for(lambda: re.search(r"READY (\d+)", self.proc.stdout()), 20,
@@ -368,8 +369,8 @@ class App:
         return [r for r in self.records() if "accepted" in r]
 
 
-def http_app(test, *extra):
-    return App(test, "http_app.py", *extra)
+def http_app(test, *extra, name=None):
+    return App(test, "http_app.py", *extra, name=name)
 
 
 def tcp_app(test, banner=""):
@@ -454,7 +455,8 @@ class Sidecar:
     def __init__(self, test, name, svid, *, trust_bundles=None, namespace=NS, labels=None,
                  inbound_ports=(), outbound=(), policies=None, services=None,
                  explain_denials=False, drain_timeout=None, limits=None, concurrency=2,
-                 log_level="debug", extra_args=(), start=True, transparent=False):
+                 log_level="debug", extra_args=(), start=True, transparent=False,
+                 outbound_options=None):
         self.test = test
         self.name = name
         self.svid = svid
@@ -509,6 +511,8 @@ class Sidecar:
             y.append("outbound:")
         if transparent:
             y.append("  transparent: 127.0.0.1:%d" % self.transparent_port)
+        for key, value in (outbound_options or {}).items():
+            y.append("  %s: %s" % (key, value))
         if self.outbound_ports:
             y.append("  listeners:")
             for (service, port), local in self.outbound_ports.items():
