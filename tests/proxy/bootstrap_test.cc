@@ -69,6 +69,8 @@ TEST_F(BootstrapTest, ReadsEveryFieldAndResolvesPathsAgainstTheFile) {
                                  "  listeners:\n"
                                  "  - {address: 127.0.0.1:15432, service: "
                                  "postgres.db.svc.cluster.local, port: 5432}\n"
+                                 "  pooledHttp: true\n"
+                                 "  loadBalancer: ROUND_ROBIN\n"
                                  "admin: 127.0.0.1:25000\n"
                                  "concurrency: 2\n");
   policy::LoadResult out;
@@ -90,6 +92,8 @@ TEST_F(BootstrapTest, ReadsEveryFieldAndResolvesPathsAgainstTheFile) {
   EXPECT_EQ(c.transparent_outbound->port, 15001);
   ASSERT_EQ(c.outbound_listeners.size(), 1u);
   EXPECT_EQ(c.outbound_listeners[0].port, 5432);
+  EXPECT_TRUE(c.outbound_pooled_http);
+  EXPECT_EQ(c.outbound_load_balancer, LoadBalancer::kRoundRobin);
   EXPECT_EQ(c.admin.port, 25000);
   EXPECT_EQ(c.metrics.port, 15090) << "Istio's port by default";
   EXPECT_EQ(c.concurrency, 2u);
@@ -117,6 +121,10 @@ TEST_F(BootstrapTest, FileErrorsCarryLineAndColumn) {
        "9:5: inbound.ports: port 80 is listed twice"},
       {"listener without service", "outbound:\n  listeners:\n  - {address: 127.0.0.1:1, port: 2}\n",
        "8:5: outbound.listeners[].service is required"},
+      {"bad pooledHttp", "outbound:\n  pooledHttp: yes\n",
+       "7:15: outbound.pooledHttp must be true or false"},
+      {"bad loadBalancer", "outbound:\n  loadBalancer: RANDOM\n",
+       "7:17: outbound.loadBalancer must be LEAST_REQUEST or ROUND_ROBIN"},
       {"bad concurrency", "concurrency: many\n",
        "6:14: concurrency must be 0 (one worker per core) to 256"},
   };

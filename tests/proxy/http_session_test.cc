@@ -4,6 +4,8 @@
 // are bounded by deadlines, nothing sleeps.
 
 #include "proxy/http/http_session.h"
+#include "proxy/http/codec.h"
+#include "proxy/http/http2_upstream.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -1201,6 +1203,131 @@ TEST_F(HttpSessionTest, Http2_SlowAppHoldsBackTheUpload) {
   EXPECT_EQ(h1_app_->requests[0].body.size(), kUpload);
   EXPECT_EQ(h2_client_->body_bytes, kUpload);
   EXPECT_LE(session_->stats().peak_buffered_bytes, 2 * kLimit);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A shared upstream (the outbound sidecar's pool): one self-flushing h2c connection to the app,
+// owned outside the sessions, carrying the streams of two sessions.
+
+class SharedH2 final : public UpstreamConnectionOwner, public UpstreamProvider {
+ public:
+  SharedH2(event_base* base, const SessionOptions& options) : options_(options) {
+    conn_ = std::make_unique<Http2Upstream>(base, *this, options_);
+    conn_->enableSelfFlush();
+    conn_->connect();
+  }
+  // UpstreamProvider:
+  UpstreamRequest* newStream(Exchange& ex, UpstreamCallbacks& callbacks) override {
+    ++streams;
+    return conn_->newStream(ex, callbacks);
+  }
+  // UpstreamConnectionOwner:
+  void enter() override {}
+  void leave() override {}
+  void onUpstreamClosed(UpstreamConnection*) override { closed = true; }
+
+  Http2Upstream& conn() { return *conn_; }
+  int streams = 0;
+  bool closed = false;
+
+ private:
+  SessionOptions options_;
+  std::unique_ptr<Http2Upstream> conn_;
+};
+
+class SharedUpstreamTest : public HttpSessionTest {
+ protected:
+  ~SharedUpstreamTest() override {
+    // Both sessions go before the shared connection their streams point into.
+    if (session_ != nullptr && closed_ == 0) {
+      session_->abort();
+      runUntil([&] { return closed_ > 0; });
+    }
+    if (second_ != nullptr && second_closed_ == 0) {
+      second_->abort();
+      runUntil([&] { return second_closed_ > 0; });
+    }
+    second_client_.reset();
+    shared_.reset();
+  }
+
+  // The fixture's session (HTTP/1.1 client) plus a second one, both over `shared_`.
+  void startTwo() {
+    h2_app_ = std::make_unique<H2App>(base_);
+    options_.app_address = h2_app_->address();
+    options_.app_address_len = h2_app_->addressLen();
+    shared_ = std::make_unique<SharedH2>(base_, options_);
+    options_.upstream_provider = shared_.get();
+    start(Codec::kHttp1, Codec::kHttp2);
+    SessionOptions o = options_;
+    o.on_closed = [this] { ++second_closed_; };
+    int sv[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    evutil_make_socket_nonblocking(sv[0]);
+    evutil_make_socket_nonblocking(sv[1]);
+    second_client_ = std::make_unique<H1Client>(base_, sv[1]);
+    second_ = HttpSession::start(base_, bufferevent_socket_new(base_, sv[0], BEV_OPT_CLOSE_ON_FREE),
+                                 std::move(o));
+  }
+
+  std::unique_ptr<SharedH2> shared_;
+  HttpSession* second_ = nullptr;
+  int second_closed_ = 0;
+  std::unique_ptr<H1Client> second_client_;
+};
+
+TEST_F(SharedUpstreamTest, TwoSessionsShareOneHttp2Connection) {
+  startTwo();
+  h1_client_->send("GET /one HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: a\r\n\r\n");
+  second_client_->send("GET /three HTTP/1.1\r\nHost: a\r\n\r\n");
+  ASSERT_TRUE(waitResponses(2));
+  ASSERT_TRUE(runUntil([&] { return second_client_->parser.completeCount() >= 1; }));
+  EXPECT_EQ(h1_client_->parser.messages[1].body, "hello");
+  EXPECT_EQ(second_client_->parser.messages[0].body, "hello");
+  EXPECT_EQ(h2_app_->conns.size(), 1u) << "one connection for both sessions";
+  EXPECT_EQ(h2_app_->requests.size(), 3u);
+  EXPECT_EQ(shared_->streams, 3);
+  EXPECT_EQ(shared_->conn().openStreams(), 0u);
+}
+
+TEST_F(SharedUpstreamTest, AbortedSessionResetsOnlyItsOwnStream) {
+  std::vector<std::pair<H2Peer*, std::int32_t>> held;
+  startTwo();
+  h2_app_->handler = [&](H2Peer& peer, std::int32_t id, H2Peer::Stream& s) {
+    if (s.msg.url == "/hold") {
+      held.emplace_back(&peer, id);
+      return;
+    }
+    peer.respond(id, {{":status", "200"}}, "ok", {});
+  };
+  h1_client_->send("GET /hold HTTP/1.1\r\nHost: a\r\n\r\n");
+  ASSERT_TRUE(runUntil([&] { return held.size() == 1; }));
+  session_->abort();
+  ASSERT_TRUE(runUntil([&] { return closed_ == 1; }));
+  H2Peer& app_side = *held[0].first;
+  ASSERT_TRUE(runUntil([&] { return app_side.streams[held[0].second].closed; }));
+  EXPECT_EQ(app_side.streams[held[0].second].error, static_cast<std::uint32_t>(NGHTTP2_CANCEL));
+  // The connection and the other session carry on.
+  second_client_->send("GET /after HTTP/1.1\r\nHost: a\r\n\r\n");
+  ASSERT_TRUE(runUntil([&] { return second_client_->parser.completeCount() >= 1; }));
+  EXPECT_EQ(second_client_->parser.messages[0].status, 200);
+  EXPECT_EQ(second_client_->parser.messages[0].body, "ok");
+  EXPECT_FALSE(shared_->closed);
+  EXPECT_EQ(h2_app_->conns.size(), 1u);
+}
+
+TEST_F(SharedUpstreamTest, SharedConnectionFailureFailsEverySessionsStreamWith503) {
+  startTwo();
+  h2_app_->handler = [](H2Peer&, std::int32_t, H2Peer::Stream&) {};  // never answers
+  h1_client_->send("GET /a HTTP/1.1\r\nHost: a\r\n\r\n");
+  second_client_->send("GET /b HTTP/1.1\r\nHost: a\r\n\r\n");
+  ASSERT_TRUE(runUntil([&] { return h2_app_->requests.size() == 2; }));
+  h2_app_->conns.clear();  // the app goes away with both streams open
+  ASSERT_TRUE(waitResponses(1));
+  ASSERT_TRUE(runUntil([&] { return second_client_->parser.completeCount() >= 1; }));
+  EXPECT_EQ(h1_client_->parser.messages[0].status, 503);
+  EXPECT_EQ(second_client_->parser.messages[0].status, 503);
+  EXPECT_TRUE(shared_->closed);
 }
 
 }  // namespace
