@@ -164,7 +164,7 @@ http::Http2Upstream* UpstreamPool::connect(const Snapshot& snapshot, const Servi
                                                     BEV_OPT_CLOSE_ON_FREE);
   auto h2 = std::make_unique<http::Http2Upstream>(base_, *this, session_options_);
   http::Http2Upstream* conn = h2.get();
-  conn->enableSelfFlush();
+  conn->enablePooledMode();
   conn->setEventHook([this, raw, conn, target = route.host, where = endpoint.text](
                          bufferevent* b, short what) {
     if ((what & BEV_EVENT_CONNECTED) != 0) {

@@ -123,7 +123,7 @@ void Http2Upstream::Stream::sendEnd() {
 void Http2Upstream::Stream::pauseResponse(bool paused) {
   paused_ = paused;
   if (!paused && unconsumed_ != 0 && !closed_) {
-    nghttp2_session_consume(conn_.session_, id_, unconsumed_);
+    conn_.consume(id_, unconsumed_);
     unconsumed_ = 0;
     conn_.markDirty();
   }
@@ -166,7 +166,7 @@ Http2Upstream::~Http2Upstream() {
   nghttp2_session_del(session_);
 }
 
-void Http2Upstream::enableSelfFlush() {
+void Http2Upstream::enablePooledMode() {
   flush_event_ = event_new(base_, -1, 0, onFlush, this);
 }
 
@@ -182,6 +182,14 @@ void Http2Upstream::onFlush(evutil_socket_t, short, void* arg) {
   CallbackScope scope(u->owner_);
   if (u->wantsFlush()) {
     u->flush();
+  }
+}
+
+void Http2Upstream::consume(std::int32_t stream_id, std::size_t n) {
+  if (flush_event_ != nullptr) {
+    nghttp2_session_consume_stream(session_, stream_id, n);  // the connection's went already
+  } else {
+    nghttp2_session_consume(session_, stream_id, n);
   }
 }
 
@@ -480,8 +488,11 @@ int Http2Upstream::onDataChunkRecv(nghttp2_session* session, std::uint8_t, std::
                                    const std::uint8_t* data, std::size_t len, void* arg) {
   auto* u = static_cast<Http2Upstream*>(arg);
   Stream* s = u->stream(stream_id);
+  if (u->flush_event_ != nullptr) {
+    nghttp2_session_consume_connection(session, len);  // pooled: see enablePooledMode
+  }
   if (s == nullptr || s->ex_ == nullptr || s->cb_ == nullptr || s->done_) {
-    nghttp2_session_consume(session, stream_id, len);
+    u->consume(stream_id, len);
     return 0;
   }
   s->unconsumed_ += len;
@@ -493,7 +504,7 @@ int Http2Upstream::onDataChunkRecv(nghttp2_session* session, std::uint8_t, std::
     return 0;
   }
   if (!s->paused_ || s->done_) {
-    nghttp2_session_consume(session, stream_id, s->unconsumed_);
+    u->consume(stream_id, s->unconsumed_);
     s->unconsumed_ = 0;
   }
   return 0;
@@ -508,7 +519,9 @@ int Http2Upstream::onStreamClose(nghttp2_session* session, std::int32_t stream_i
   }
   u->streamClosed(*s);
   if (s->unconsumed_ != 0) {
-    nghttp2_session_consume_connection(session, s->unconsumed_);
+    if (u->flush_event_ == nullptr) {
+      nghttp2_session_consume_connection(session, s->unconsumed_);
+    }
     s->unconsumed_ = 0;
   }
   if (s->ex_ != nullptr && s->cb_ != nullptr && !s->done_) {

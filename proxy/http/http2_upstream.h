@@ -36,9 +36,13 @@ class Http2Upstream final : public UpstreamConnection {
   // Called with every event of the connection's bufferevent before it is handled; false
   // fails the connection (a pool checks the negotiated ALPN and logs TLS failures here).
   void setEventHook(std::function<bool(bufferevent*, short)> hook) { event_hook_ = std::move(hook); }
-  // Output is flushed by an event of its own (pooled: no session flushes it), so what many
-  // sessions submit in one loop iteration leaves in one write.
-  void enableSelfFlush();
+  // Pooled: the connection carries streams of many sessions. Output is flushed by an event of
+  // its own (no session flushes it), so what many sessions submit in one loop iteration
+  // leaves in one write; and the connection-level receive window is consumed as bytes
+  // arrive, only the stream windows wait for each session's downstream, so one slow app
+  // holds back its own streams, never the other sessions' (memory stays bounded by the
+  // stream window times the concurrent streams).
+  void enablePooledMode();
   // Takes new streams: not closed, no GOAWAY received.
   bool usable() const { return !closed_ && !goaway_; }
   // A new stream for `ex`, reporting to `callbacks`; valid until it reports the end or a
@@ -83,13 +87,15 @@ class Http2Upstream final : public UpstreamConnection {
   void fail();
   void markDirty();
   void streamClosed(Stream& s);
+  // Gives `n` received bytes of `stream_id` back to the peer's flow control.
+  void consume(std::int32_t stream_id, std::size_t n);
 
   event_base* base_;
   UpstreamConnectionOwner& owner_;
   const SessionOptions& options_;
   bufferevent* bev_ = nullptr;
   event* timer_ = nullptr;
-  event* flush_event_ = nullptr;  // self-flushing only
+  event* flush_event_ = nullptr;  // pooled mode only
   std::function<bool(bufferevent*, short)> event_hook_;
   std::size_t open_streams_ = 0;
   nghttp2_session* session_ = nullptr;

@@ -1213,7 +1213,7 @@ class SharedH2 final : public UpstreamConnectionOwner, public UpstreamProvider {
  public:
   SharedH2(event_base* base, const SessionOptions& options) : options_(options) {
     conn_ = std::make_unique<Http2Upstream>(base, *this, options_);
-    conn_->enableSelfFlush();
+    conn_->enablePooledMode();
     conn_->connect();
   }
   // UpstreamProvider:
@@ -1251,15 +1251,17 @@ class SharedUpstreamTest : public HttpSessionTest {
     shared_.reset();
   }
 
-  // The fixture's session (HTTP/1.1 client) plus a second one, both over `shared_`.
-  void startTwo() {
+  // The fixture's session (a `first` client) plus a second one (HTTP/1.1), both over
+  // `shared_`.
+  void startTwo(Codec first = Codec::kHttp1) {
     h2_app_ = std::make_unique<H2App>(base_);
     options_.app_address = h2_app_->address();
     options_.app_address_len = h2_app_->addressLen();
     shared_ = std::make_unique<SharedH2>(base_, options_);
     options_.upstream_provider = shared_.get();
-    start(Codec::kHttp1, Codec::kHttp2);
+    start(first, Codec::kHttp2);
     SessionOptions o = options_;
+    o.downstream = Codec::kHttp1;
     o.on_closed = [this] { ++second_closed_; };
     int sv[2];
     ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
@@ -1314,6 +1316,30 @@ TEST_F(SharedUpstreamTest, AbortedSessionResetsOnlyItsOwnStream) {
   EXPECT_EQ(second_client_->parser.messages[0].body, "ok");
   EXPECT_FALSE(shared_->closed);
   EXPECT_EQ(h2_app_->conns.size(), 1u);
+}
+
+TEST_F(SharedUpstreamTest, SlowClientHoldsBackOnlyItsOwnStreamsNotTheSharedConnection) {
+  options_.limits.buffer_limit = kLimit;
+  startTwo(Codec::kHttp2);
+  const std::string big(8 * kLimit, 'x');
+  h2_app_->handler = [&](H2Peer& peer, std::int32_t id, H2Peer::Stream& s) {
+    peer.respond(id, {{":status", "200"}}, s.msg.url == "/big" ? big : "ok", {});
+  };
+  // More paused streams than the connection window holds stream windows.
+  h2_client_->count_body_only = true;
+  h2_client_->setReading(false);
+  for (int i = 0; i < 8; ++i) {
+    h2_client_->request(h2Get("/big"));
+  }
+  ASSERT_TRUE(runUntil([&] { return h2_app_->requests.size() == 8; }));
+  runFor(300ms);
+  second_client_->send("GET /small HTTP/1.1\r\nHost: a\r\n\r\n");
+  ASSERT_TRUE(runUntil([&] { return second_client_->parser.completeCount() >= 1; }, 3s))
+      << "the other session's stream waited for the slow one: " << second_client_->raw.substr(0, 300);
+  EXPECT_EQ(second_client_->parser.messages[0].body, "ok");
+  EXPECT_LE(session_->stats().peak_buffered_bytes, 8 * 2 * kLimit);
+  h2_client_->setReading(true);
+  ASSERT_TRUE(runUntil([&] { return h2_client_->body_bytes == 8 * big.size(); }));
 }
 
 TEST_F(SharedUpstreamTest, SharedConnectionFailureFailsEverySessionsStreamWith503) {
