@@ -7,6 +7,7 @@
 #include <openssl/ssl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 
@@ -149,6 +150,8 @@ class OutboundConnection : public Connection, public http::UpstreamProvider {
     o.downstream = alpn_ == "h2" ? http::Codec::kHttp2 : http::Codec::kHttp1;
     o.upstream = http::Codec::kHttp2;
     o.upstream_provider = this;
+    // A dead endpoint costs a retry, not a failed request, while ejection is not built.
+    o.max_attempts = 1 + static_cast<int>(std::min<std::size_t>(route_->endpoints.size(), 3));
     o.limits.max_header_bytes = b.limits.max_header_bytes;
     o.limits.max_headers = b.limits.max_headers;
     o.limits.buffer_limit = b.limits.buffer_limit;

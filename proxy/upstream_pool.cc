@@ -96,6 +96,12 @@ std::size_t UpstreamPool::pick(const ServiceRoute& route, LoadBalancer lb) {
     return 0;
   }
   if (lb == LoadBalancer::kRoundRobin) {
+    for (std::size_t tries = 0; tries < n; ++tries) {
+      std::size_t i = round_robin_++ % n;
+      if (!state(route, route.endpoints[i]).failing) {
+        return i;
+      }
+    }
     return round_robin_++ % n;
   }
   // Least request, power of two choices (Mitzenmacher; Envoy's LEAST_REQUEST): two distinct
@@ -105,9 +111,12 @@ std::size_t UpstreamPool::pick(const ServiceRoute& route, LoadBalancer lb) {
   if (b >= a) {
     ++b;
   }
-  std::size_t active_a = active(state(route, route.endpoints[a]));
-  std::size_t active_b = active(state(route, route.endpoints[b]));
-  return active_b < active_a ? b : a;
+  const EndpointState& sa = state(route, route.endpoints[a]);
+  const EndpointState& sb = state(route, route.endpoints[b]);
+  if (sa.failing != sb.failing) {
+    return sa.failing ? b : a;
+  }
+  return active(sb) < active(sa) ? b : a;
 }
 
 http::UpstreamRequest* UpstreamPool::newStream(const Snapshot& snapshot, const ServiceRoute& route,
@@ -165,7 +174,8 @@ http::Http2Upstream* UpstreamPool::connect(const Snapshot& snapshot, const Servi
   auto h2 = std::make_unique<http::Http2Upstream>(base_, *this, session_options_);
   http::Http2Upstream* conn = h2.get();
   conn->enablePooledMode();
-  conn->setEventHook([this, raw, conn, target = route.host, where = endpoint.text](
+  EndpointState* st = &s;  // stable: the map holds it by unique_ptr until closeAll
+  conn->setEventHook([this, raw, conn, st, target = route.host, where = endpoint.text](
                          bufferevent* b, short what) {
     if ((what & BEV_EVENT_CONNECTED) != 0) {
       const unsigned char* alpn = nullptr;
@@ -179,12 +189,15 @@ http::Http2Upstream* UpstreamPool::connect(const Snapshot& snapshot, const Servi
       }
       setNoDelay(bufferevent_getfd(b));
       inc(stats_.outbound_connections);
+      st->failing = false;
       return true;
     }
     if (conn->connected()) {
       return true;  // an established connection ended: its streams fail
     }
     inc(stats_.outbound_connect_failures);
+    st->failing = true;
+    st->failed_at = now_;
     const common::PeerIdentity* p = common::peerIdentity(raw);
     if (p != nullptr && p->failure != HandshakeFailure::kNone) {
       inc(stats_.outbound_handshake_failures[static_cast<std::size_t>(p->failure)]);
@@ -199,9 +212,10 @@ http::Http2Upstream* UpstreamPool::connect(const Snapshot& snapshot, const Servi
       ERR_error_string_n(e, buf, sizeof buf);
       openssl += (openssl.empty() ? "" : "; ") + std::string(buf);
     }
-    PALISADE_LOG(kInfo, "outbound",
-                 "endpoint " + where + " of " + target + " failed: " +
-                     (openssl.empty() ? std::string("connection refused or closed") : openssl));
+    std::string why = (what & BEV_EVENT_TIMEOUT) != 0 ? std::string("timed out connecting")
+                      : openssl.empty() ? std::string("connection refused or closed")
+                                        : openssl;
+    PALISADE_LOG(kInfo, "outbound", "endpoint " + where + " of " + target + " failed: " + why);
     return true;
   });
   s.conns.push_back(Conn{std::move(h2), snapshot.identity, 0});
@@ -212,8 +226,12 @@ http::Http2Upstream* UpstreamPool::connect(const Snapshot& snapshot, const Servi
 void UpstreamPool::onTick(std::time_t now, const std::shared_ptr<const Identity>& current) {
   const auto idle_seconds =
       std::chrono::duration_cast<std::chrono::seconds>(options_.limits.idle_timeout).count();
+  now_ = now;
   http::CallbackScope scope(*this);
   for (auto& [key, s] : endpoints_) {
+    if (s->failing && now - s->failed_at >= kFailingFor) {
+      s->failing = false;  // try it again
+    }
     for (Conn& c : s->conns) {
       if (c.h2->openStreams() != 0) {
         c.idle_since = 0;

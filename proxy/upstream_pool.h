@@ -15,7 +15,9 @@
 //
 // A connection takes streams up to the peer's SETTINGS_MAX_CONCURRENT_STREAMS (capped by
 // limits.max_concurrent_streams); then another is opened, up to max_connections_per_endpoint,
-// beyond which streams queue in nghttp2 on the least loaded one.
+// beyond which streams queue in nghttp2 on the least loaded one. An endpoint whose connection
+// failed before it was up loses every choice against one that did not, until a connection to
+// it succeeds or kFailingFor passes.
 //
 // Thread: the worker's only. Owned by the Worker; outlives every session using it.
 
@@ -86,7 +88,13 @@ class UpstreamPool final : public http::UpstreamConnectionOwner {
   };
   struct EndpointState {
     std::vector<Conn> conns;
+    // A connection to it failed before it was up, and none has succeeded since: it loses
+    // every choice against an endpoint that is not failing, for kFailingFor (a stand-in for
+    // outlier ejection, which remains to be built).
+    bool failing = false;
+    std::time_t failed_at = 0;
   };
+  static constexpr std::time_t kFailingFor = 10;  // seconds
 
   EndpointState& state(const ServiceRoute& route, const Endpoint& endpoint);
   std::size_t active(const EndpointState& s) const;
@@ -104,6 +112,7 @@ class UpstreamPool final : public http::UpstreamConnectionOwner {
   std::vector<std::unique_ptr<http::UpstreamConnection>> dead_;
   std::string key_;  // scratch, reused per request
   std::size_t round_robin_ = 0;
+  std::time_t now_ = 0;  // as of the last onTick
   int depth_ = 0;
 };
 

@@ -88,7 +88,8 @@ class ServerCodec {
 };
 
 enum class UpstreamFailure {
-  kConnect,  // never connected, or closed/reset before a response head
+  kRefused,  // never reached the app: not connected, or refused (REFUSED_STREAM, past GOAWAY)
+  kConnect,  // closed/reset before a response head (the app may have seen the request)
   kReset,    // reset or closed after the response head
 };
 

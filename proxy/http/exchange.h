@@ -35,6 +35,8 @@ struct Exchange {
     local_reply = request_complete = response_started = response_complete = false;
     response_paused = response_ended = deferred = false;
     unconsumed = 0;
+    attempts = 0;
+    bodyless = false;
     evbuffer_drain(response_body, evbuffer_get_length(response_body));
   }
 
@@ -62,6 +64,11 @@ struct Exchange {
   bool response_ended = false;
   bool deferred = false;
   std::size_t unconsumed = 0;
+
+  // Upstream attempts so far, and whether the request ended with its head (only those are
+  // tried again: nothing of them is lost).
+  int attempts = 0;
+  bool bodyless = false;
 };
 
 }  // namespace palisade::proxy::http

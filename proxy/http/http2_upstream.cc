@@ -287,6 +287,9 @@ Http2Upstream::Stream* Http2Upstream::stream(std::int32_t stream_id) const {
 void Http2Upstream::onTimer(evutil_socket_t, short, void* arg) {
   auto* u = static_cast<Http2Upstream*>(arg);
   CallbackScope scope(u->owner_);
+  if (u->event_hook_ && u->bev_ != nullptr && !u->closed_) {
+    u->event_hook_(u->bev_, BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT);  // connect timed out
+  }
   u->fail();
 }
 
@@ -305,13 +308,15 @@ void Http2Upstream::fail() {
       failed.push_back({s->ex_, s->cb_, s->got_final_});
     }
   }
+  const bool never_connected = !connected_;
   close();
   // One session's callback can cancel another stream's exchange only through its own
   // session, and close() already detached every stream, so this list stays valid.
   for (const Failed& f : failed) {
     CallbackScope scope(*f.cb);
-    f.cb->onUpstreamFailed(*f.ex,
-                           f.got_final ? UpstreamFailure::kReset : UpstreamFailure::kConnect);
+    f.cb->onUpstreamFailed(*f.ex, never_connected ? UpstreamFailure::kRefused
+                                  : f.got_final   ? UpstreamFailure::kReset
+                                                  : UpstreamFailure::kConnect);
   }
   owner_.onUpstreamClosed(this);
 }
@@ -510,8 +515,8 @@ int Http2Upstream::onDataChunkRecv(nghttp2_session* session, std::uint8_t, std::
   return 0;
 }
 
-int Http2Upstream::onStreamClose(nghttp2_session* session, std::int32_t stream_id, std::uint32_t,
-                                 void* arg) {
+int Http2Upstream::onStreamClose(nghttp2_session* session, std::int32_t stream_id,
+                                 std::uint32_t error_code, void* arg) {
   auto* u = static_cast<Http2Upstream*>(arg);
   Stream* s = u->stream(stream_id);
   if (s == nullptr) {
@@ -532,7 +537,11 @@ int Http2Upstream::onStreamClose(nghttp2_session* session, std::int32_t stream_i
     s->ex_ = nullptr;
     s->cb_ = nullptr;
     CallbackScope scope(*cb);
-    cb->onUpstreamFailed(ex, s->got_final_ ? UpstreamFailure::kReset : UpstreamFailure::kConnect);
+    // "REFUSED_STREAM ... indicates that no application processing has occurred" (RFC 9113
+    // section 8.7); nghttp2 closes streams past a GOAWAY's last stream id with it too.
+    cb->onUpstreamFailed(ex, s->got_final_                           ? UpstreamFailure::kReset
+                             : error_code == NGHTTP2_REFUSED_STREAM ? UpstreamFailure::kRefused
+                                                                    : UpstreamFailure::kConnect);
   }
   return 0;
 }

@@ -72,6 +72,9 @@ struct SessionOptions {
   // sidecar's pooled HTTP/2-over-mTLS connections) instead of the session's own connections
   // to app_address; `upstream` is then unused. Not owned; must outlive the session.
   UpstreamProvider* upstream_provider = nullptr;
+  // With an upstream_provider: how many times a request without a body that never reached
+  // the app (connect failure, refused stream) is tried in all; the provider picks again.
+  int max_attempts = 1;
   SessionLimits limits;
   // The fixed parts of every RequestView: peer (may be null: plaintext), source_ip,
   // destination_ip, destination_port, sni. The session fills protocol, host, method, path

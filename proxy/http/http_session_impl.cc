@@ -335,6 +335,8 @@ void HttpSessionImpl::onRequestHead(Exchange& ex, bool end_stream) {
     return;
   }
   ex.upstream = up;
+  ex.attempts = 1;
+  ex.bodyless = end_stream;
   up->sendHead(ex, end_stream);
 }
 
@@ -454,7 +456,18 @@ void HttpSessionImpl::onUpstreamFailed(Exchange& ex, UpstreamFailure failure) {
   if (closing_) {
     return;
   }
-  if (!ex.response_started && failure == UpstreamFailure::kConnect) {
+  if (failure == UpstreamFailure::kRefused && options_.upstream_provider != nullptr &&
+      ex.bodyless && !ex.response_started && ex.attempts < options_.max_attempts) {
+    // Never reached the app and nothing to replay but the head: ask for another stream
+    // (the provider may pick another endpoint).
+    ++ex.attempts;
+    if (UpstreamRequest* up = options_.upstream_provider->newStream(ex, *this)) {
+      ex.upstream = up;
+      up->sendHead(ex, true);
+      return;
+    }
+  }
+  if (!ex.response_started && failure != UpstreamFailure::kReset) {
     localReply(ex, 503, kUpstreamConnectError, kGrpcUnavailable, nullptr);
   } else {
     codec_->resetStream(ex);

@@ -86,6 +86,20 @@ class OutboundPoolTest(harness.IntegrationTest):
         handshakes = self.handshakes(bs)
         self.assertWithLogs(handshakes <= 8, "handshakes at the endpoints: %d" % handshakes)
 
+    def test_OutboundPooledH1ToH2_DeadEndpointRetriedOnTheLiveOne(self):
+        app = harness.http_app(self, name="http_app_b1")
+        b = harness.Sidecar(self, "b1", self.pki.issue(ID_B), labels={"app": "httpbin"},
+                            inbound_ports=[{"targetPort": app.port, "protocol": "HTTP"}])
+        dead = harness.free_port()  # nothing listens there
+        se = harness.service_entry(SERVICE_HOST, 0, [ID_B],
+                                   endpoints=[("127.0.0.1", dead), ("127.0.0.1", b.inbound_port)])
+        a = harness.Sidecar(self, "a", self.pki.issue(ID_A), labels={"app": "sleep"},
+                            outbound=[(SERVICE_HOST, SERVICE_PORT)],
+                            services={"httpbin.yaml": se}, outbound_options={"pooledHttp": "true"})
+        self.keep_alive_requests(a, 10)
+        self.assertEqual(len(app.requests()), 10)
+        self.assertGreaterEqual(a.metric("palisade_outbound_connections_total", result="failed"), 1)
+
     def test_OutboundPooled_SecureNamingRefusedIs503(self):
         a, bs, apps = self.two_endpoints(sans=["spiffe://cluster.local/ns/foo/sa/other"])
         resp = harness.http_request(a.outbound_port(), "/wrong-server")
