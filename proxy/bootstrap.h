@@ -28,6 +28,9 @@
 //     - address: 127.0.0.1:15432
 //       service: postgres.db.svc.cluster.local
 //       port: 5432
+//     pooledHttp: false              # true: HTTP requests balanced per request over pooled
+//                                    #   HTTP/2-over-mTLS connections (issue 6, prototype)
+//     loadBalancer: LEAST_REQUEST    # or ROUND_ROBIN; with pooledHttp
 //   admin: 127.0.0.1:15000
 //   readiness: 0.0.0.0:15020
 //   metrics: 0.0.0.0:15090

@@ -377,8 +377,8 @@ def tcp_app(test, banner=""):
     return App(test, "tcp_app.py", *(["--banner", banner] if banner else []))
 
 
-def grpc_app(test):
-    return App(test, "grpc_app.py")
+def grpc_app(test, name=None):
+    return App(test, "grpc_app.py", name=name)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ import http.client
 import os
 import sys
 
+import grpc
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import ID_A, ID_B, SERVICE_HOST, SERVICE_PORT  # noqa: E402
@@ -99,6 +101,29 @@ class OutboundPoolTest(harness.IntegrationTest):
         self.keep_alive_requests(a, 10)
         self.assertEqual(len(app.requests()), 10)
         self.assertGreaterEqual(a.metric("palisade_outbound_connections_total", result="failed"), 1)
+
+    def test_OutboundPooledGrpc_OneChannelSpreadOverTwoBackends(self):
+        apps, bs = [], []
+        for name in ("b1", "b2"):
+            app = harness.grpc_app(self, name="grpc_app_" + name)
+            bs.append(harness.Sidecar(self, name, self.pki.issue(ID_B), labels={"app": "httpbin"},
+                                      inbound_ports=[{"targetPort": app.port,
+                                                      "protocol": "GRPC"}]))
+            apps.append(app)
+        se = harness.service_entry(SERVICE_HOST, 0, [ID_B], protocol="GRPC",
+                                   endpoints=[("127.0.0.1", b.inbound_port) for b in bs])
+        a = harness.Sidecar(self, "a", self.pki.issue(ID_A), labels={"app": "sleep"},
+                            outbound=[(SERVICE_HOST, SERVICE_PORT)],
+                            services={"httpbin.yaml": se}, outbound_options={"pooledHttp": "true"})
+        ch = grpc.insecure_channel("127.0.0.1:%d" % a.outbound_port())
+        self.addCleanup(ch.close)
+        echo = ch.unary_unary("/palisade.test.Echo/Echo")
+        for i in range(60):
+            echo(b"call-%d" % i, timeout=10)
+        counts = [len(app.requests()) for app in apps]
+        self.assertEqual(sum(counts), 60)
+        self.assertWithLogs(min(counts) >= 10, "calls per backend: %r" % counts)
+        self.assertLessEqual(self.handshakes(bs), 2)
 
     def test_OutboundPooled_SecureNamingRefusedIs503(self):
         a, bs, apps = self.two_endpoints(sans=["spiffe://cluster.local/ns/foo/sa/other"])
