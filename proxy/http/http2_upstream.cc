@@ -310,13 +310,19 @@ void Http2Upstream::fail() {
   }
   const bool never_connected = !connected_;
   close();
-  // One session's callback can cancel another stream's exchange only through its own
-  // session, and close() already detached every stream, so this list stays valid.
+  // Every session in the list stays in a scope until all were told: a session that closes
+  // on its first failure (HTTP/1.1 after a reset) is freed only at its outermost scope's
+  // end, so its later entries (exchange and callbacks) stay valid here.
   for (const Failed& f : failed) {
-    CallbackScope scope(*f.cb);
+    f.cb->enter();
+  }
+  for (const Failed& f : failed) {
     f.cb->onUpstreamFailed(*f.ex, never_connected ? UpstreamFailure::kRefused
                                   : f.got_final   ? UpstreamFailure::kReset
                                                   : UpstreamFailure::kConnect);
+  }
+  for (const Failed& f : failed) {
+    f.cb->leave();
   }
   owner_.onUpstreamClosed(this);
 }
