@@ -139,7 +139,9 @@ http::UpstreamRequest* UpstreamPool::newStream(const Snapshot& snapshot, const S
 http::Http2Upstream* UpstreamPool::connectionFor(const Snapshot& snapshot,
                                                  const ServiceRoute& route,
                                                  const Endpoint& endpoint, EndpointState& s) {
-  const std::size_t local_max = options_.limits.max_concurrent_streams;
+  const std::size_t local_max =
+      std::min<std::size_t>(options_.limits.max_concurrent_streams,
+                            options_.max_streams_per_connection);
   http::Http2Upstream* least = nullptr;
   std::size_t usable = 0;
   for (Conn& c : s.conns) {
