@@ -5,6 +5,7 @@
 // from so that errors and warnings can say file:line:col. No behaviour lives here; the
 // loader fills these, the compiler turns them into matchers. Thread: any; plain values.
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -169,6 +170,74 @@ struct WorkloadEntry {
   Mark mark;
 };
 
+// Traffic settings (networking.istio.io DestinationRule and VirtualService): what the
+// outbound sidecar applies per service. Only the fields below are read; policy/
+// traffic_loader.h says which others are accepted and ignored with a warning.
+
+enum class LoadBalancerPolicy { kUnset, kLeastRequest, kRoundRobin, kRandom };
+
+// trafficPolicy.outlierDetection; unset fields take the defaults of the consumer.
+struct OutlierDetection {
+  std::optional<std::uint32_t> consecutive_5xx_errors;      // consecutive5xxErrors
+  std::optional<std::uint32_t> consecutive_gateway_errors;  // consecutiveGatewayErrors
+  std::optional<std::chrono::milliseconds> interval;
+  std::optional<std::chrono::milliseconds> base_ejection_time;  // baseEjectionTime
+  std::optional<std::uint32_t> max_ejection_percent;            // maxEjectionPercent
+  Mark mark;
+};
+
+struct TrafficPolicy {
+  LoadBalancerPolicy load_balancer = LoadBalancerPolicy::kUnset;  // loadBalancer.simple
+  std::optional<std::chrono::milliseconds> warmup;                // loadBalancer.warmupDurationSecs
+  std::optional<std::uint32_t> max_connections;              // connectionPool.tcp.maxConnections
+  std::optional<std::chrono::milliseconds> connect_timeout;  // connectionPool.tcp.connectTimeout
+  std::optional<std::uint32_t> http2_max_requests;           // connectionPool.http.http2MaxRequests
+  std::optional<std::uint32_t> http1_max_pending_requests;   // ...http.http1MaxPendingRequests
+  std::optional<std::uint32_t> max_requests_per_connection;  // ...http.maxRequestsPerConnection
+  std::optional<std::uint32_t> max_retries;                  // connectionPool.http.maxRetries
+  std::optional<OutlierDetection> outlier_detection;
+  Mark mark;
+};
+
+// trafficPolicy.portLevelSettings[i]: overrides for one port.
+struct PortTrafficPolicy {
+  std::uint32_t port = 0;  // port.number
+  TrafficPolicy policy;
+  Mark mark;
+};
+
+struct DestinationRule {
+  std::string api_version;
+  ObjectMeta metadata;
+  std::string host;
+  TrafficPolicy traffic_policy;
+  std::vector<PortTrafficPolicy> port_level_settings;
+  std::vector<std::string> export_to;
+  Mark mark;
+};
+
+// One entry of VirtualService spec.http.
+struct HttpRoute {
+  std::string name;
+  bool has_match = false;                      // match conditions given (not applied: warned)
+  std::vector<std::string> destination_hosts;  // route[].destination.host
+  std::optional<std::chrono::milliseconds> timeout;
+  std::optional<std::uint32_t> retry_attempts;               // retries.attempts
+  std::optional<std::chrono::milliseconds> per_try_timeout;  // retries.perTryTimeout
+  std::string retry_on;                                      // retries.retryOn
+  Mark mark;
+};
+
+struct VirtualService {
+  std::string api_version;
+  ObjectMeta metadata;
+  std::vector<std::string> hosts;
+  std::vector<std::string> gateways;  // spec.gateways; empty means "mesh" (the sidecars)
+  std::vector<HttpRoute> http;
+  std::vector<std::string> export_to;
+  Mark mark;
+};
+
 // Everything one load produced: the documents of every file, in a stable order
 // (files sorted by path, documents in file order).
 struct PolicyBundle {
@@ -176,6 +245,8 @@ struct PolicyBundle {
   std::vector<PeerAuthentication> peer_authentications;
   std::vector<ServiceEntry> service_entries;
   std::vector<WorkloadEntry> workload_entries;
+  std::vector<DestinationRule> destination_rules;
+  std::vector<VirtualService> virtual_services;
 };
 
 }  // namespace palisade::policy

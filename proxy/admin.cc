@@ -90,6 +90,8 @@ void AdminServer::onAdmin(evhttp_request* req, void* arg) {
   };
   if (path == "/config_dump" && get) {
     reply(req, 200, "OK", self->handler_.configDump(), "application/json");
+  } else if (path == "/clusters" && get) {
+    reply(req, 200, "OK", self->handler_.clusters(), "text/plain");
   } else if (path == "/certs" && get) {
     reply(req, 200, "OK", self->handler_.certs(), "application/json");
   } else if (path == "/ready" && get) {

@@ -2,6 +2,7 @@
 
 // The sidecar's HTTP endpoints on the main thread's event loop (libevent's evhttp):
 //   admin (127.0.0.1:15000 by default, never exposed): GET /config_dump, GET /certs,
+//     GET /clusters (outbound services and endpoints: requests, health, ejections),
 //     GET|POST /logging[?level=L], POST /drain, POST /quitquitquit, GET /ready
 //   readiness (15020): GET /healthz/ready, 200 when serving and 503 while draining
 //   metrics (15090): GET /stats/prometheus
@@ -24,6 +25,7 @@ class AdminHandler {
   virtual ~AdminHandler() = default;
   virtual std::string configDump() = 0;  // JSON
   virtual std::string certs() = 0;       // JSON
+  virtual std::string clusters() = 0;    // Envoy's /clusters text
   virtual std::string metrics() = 0;     // Prometheus text
   virtual bool ready() = 0;
   virtual void drainListeners() = 0;

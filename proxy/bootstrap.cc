@@ -349,8 +349,11 @@ class BootstrapReader : public YamlReader {
                        c.outbound_load_balancer = LoadBalancer::kLeastRequest;
                      } else if (s && *s == "ROUND_ROBIN") {
                        c.outbound_load_balancer = LoadBalancer::kRoundRobin;
+                     } else if (s && *s == "RANDOM") {
+                       c.outbound_load_balancer = LoadBalancer::kRandom;
                      } else if (s) {
-                       error(mark(f), "outbound.loadBalancer must be LEAST_REQUEST or ROUND_ROBIN");
+                       error(mark(f),
+                             "outbound.loadBalancer must be LEAST_REQUEST, ROUND_ROBIN or RANDOM");
                      }
                      return;
                    }

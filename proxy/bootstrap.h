@@ -28,9 +28,10 @@
 //     - address: 127.0.0.1:15432
 //       service: postgres.db.svc.cluster.local
 //       port: 5432
-//     pooledHttp: false              # true: HTTP requests balanced per request over pooled
-//                                    #   HTTP/2-over-mTLS connections (issue 6, prototype)
-//     loadBalancer: LEAST_REQUEST    # or ROUND_ROBIN; with pooledHttp
+//     pooledHttp: true               # HTTP requests balanced per request over pooled
+//                                    #   HTTP/2-over-mTLS connections; false: per connection
+//     loadBalancer: LEAST_REQUEST    # ROUND_ROBIN or RANDOM: the default for services no
+//                                    #   DestinationRule sets
 //   admin: 127.0.0.1:15000
 //   readiness: 0.0.0.0:15020
 //   metrics: 0.0.0.0:15090
@@ -98,7 +99,7 @@ struct OutboundListener {
 };
 
 // How an outbound HTTP request picks an endpoint (Istio's DestinationRule names).
-enum class LoadBalancer { kLeastRequest, kRoundRobin };
+enum class LoadBalancer { kLeastRequest, kRoundRobin, kRandom };
 
 struct ProxyLimits {
   unsigned max_connections = 10000;
@@ -128,10 +129,10 @@ struct BootstrapConfig {
   std::vector<InboundPort> inbound_ports;
   std::optional<SocketAddress> transparent_outbound;
   std::vector<OutboundListener> outbound_listeners;
-  // outbound.pooledHttp: true sends the app's HTTP/1.1 and h2c requests as streams over the
-  // worker's pooled HTTP/2-over-mTLS connections, balanced per request (issue 6, prototype);
+  // outbound.pooledHttp: true (the default) sends the app's HTTP/1.1 and h2c requests as
+  // streams over the worker's pooled HTTP/2-over-mTLS connections, balanced per request;
   // false pumps each app connection's bytes over its own mTLS connection.
-  bool outbound_pooled_http = false;
+  bool outbound_pooled_http = true;
   LoadBalancer outbound_load_balancer = LoadBalancer::kLeastRequest;  // outbound.loadBalancer
   SocketAddress admin;
   SocketAddress readiness;

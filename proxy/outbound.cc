@@ -72,7 +72,6 @@ class OutboundConnection : public Connection, public http::UpstreamProvider {
       close("no endpoints");
       return;
     }
-    first_endpoint_ = worker().roundRobin();
     if (route_->opaque) {
       connectNext();
       return;
@@ -132,8 +131,26 @@ class OutboundConnection : public Connection, public http::UpstreamProvider {
 
   // http::UpstreamProvider::
   http::UpstreamRequest* newStream(http::Exchange& ex, http::UpstreamCallbacks& cb) override {
-    return worker().upstreamPool().newStream(
-        *snapshot_, *route_, snapshot_->bootstrap->outbound_load_balancer, ex, cb);
+    // Each request goes by the worker's newest services config, so a long-lived app
+    // connection follows endpoint changes (removed endpoints drain, new ones take requests).
+    const std::shared_ptr<const Snapshot>& newest = worker().snapshot();
+    if (newest->services != current_->services) {
+      const ServiceRoute* r = newest->services->find(http_route_->host, http_route_->port);
+      if (r == nullptr) {
+        ex.failure_reason = "upstream connect error: service " + http_route_->host + ":" +
+                            std::to_string(http_route_->port) +
+                            " is no longer in the services config";
+        return nullptr;
+      }
+      current_ = newest;
+      http_route_ = r;
+    }
+    if (ex.request.authority.empty()) {
+      // HTTP/1.0 without Host: HTTP/2 needs an authority, and the service is known (Envoy's
+      // default_host_for_http_10).
+      ex.request.authority = http_route_->host;
+    }
+    return worker().upstreamPool().newStream(current_, *http_route_, ex, cb);
   }
 
  private:
@@ -150,8 +167,12 @@ class OutboundConnection : public Connection, public http::UpstreamProvider {
     o.downstream = alpn_ == "h2" ? http::Codec::kHttp2 : http::Codec::kHttp1;
     o.upstream = http::Codec::kHttp2;
     o.upstream_provider = this;
-    // A dead endpoint costs a retry, not a failed request, while ejection is not built.
-    o.max_attempts = 1 + static_cast<int>(std::min<std::size_t>(route_->endpoints.size(), 3));
+    current_ = snapshot_;
+    http_route_ = route_;
+    const TrafficSettings& t = route_->traffic;
+    o.max_attempts = 1 + t.retry_attempts;
+    o.request_timeout = t.request_timeout;
+    o.on_request_timeout = [this] { worker().upstreamPool().onRequestTimeout(*http_route_); };
     o.limits.max_header_bytes = b.limits.max_header_bytes;
     o.limits.max_headers = b.limits.max_headers;
     o.limits.buffer_limit = b.limits.buffer_limit;
@@ -201,6 +222,11 @@ class OutboundConnection : public Connection, public http::UpstreamProvider {
 
   void connectNext() {
     sniffer_.reset();
+    UpstreamPool& pool = worker().upstreamPool();
+    if (endpoint_ != nullptr) {
+      pool.tcpDone(*endpoint_, false, true);  // the previous attempt failed
+      endpoint_ = nullptr;
+    }
     if (attempts_ >= route_->endpoints.size()) {
       inc(worker().stats().outbound_connect_failures);
       PALISADE_LOG(kInfo, "outbound",
@@ -209,7 +235,13 @@ class OutboundConnection : public Connection, public http::UpstreamProvider {
       close("no endpoint reachable");
       return;
     }
+    // The first choice by the service's load balancer (requests in flight are this worker's
+    // connections to each endpoint); after a failure, the next endpoints in turn.
+    if (attempts_ == 0) {
+      first_endpoint_ = pool.tcpPick(*snapshot_, *route_);
+    }
     endpoint_ = &route_->endpoints[(first_endpoint_ + attempts_) % route_->endpoints.size()];
+    pool.tcpStart(*snapshot_, *route_, *endpoint_);
     ++attempts_;
     state_ = State::kConnecting;
     const BootstrapConfig& b = *snapshot_->bootstrap;
@@ -262,6 +294,8 @@ class OutboundConnection : public Connection, public http::UpstreamProvider {
       PALISADE_LOG(kWarning, "tls",
                    "outbound to " + self->target_ + " endpoint " + self->endpoint_->text +
                        " failed: " + common::handshakeFailureName(p->failure) + ": " + p->reason);
+      self->worker().upstreamPool().tcpDone(*self->endpoint_, false, true);
+      self->endpoint_ = nullptr;
       self->close("server refused");
       return;
     }
@@ -279,6 +313,9 @@ class OutboundConnection : public Connection, public http::UpstreamProvider {
 
   void connected() {
     state_ = State::kPumping;
+    if (endpoint_ != nullptr) {
+      worker().upstreamPool().tcpConnected(*endpoint_);
+    }
     inc(worker().stats().outbound_connections);
     app_ = bufferevent_socket_new(worker().base(), fd_, BEV_OPT_CLOSE_ON_FREE);
     fd_ = -1;
@@ -297,8 +334,13 @@ class OutboundConnection : public Connection, public http::UpstreamProvider {
       return;
     }
     PALISADE_LOG(kDebug, "outbound", "connection from " + peer_.toString() + " closed: " + why);
+    const State state_before = state_;
     state_ = State::kClosed;
     sniffer_.reset();
+    if (endpoint_ != nullptr) {
+      worker().upstreamPool().tcpDone(*endpoint_, state_before == State::kPumping, false);
+      endpoint_ = nullptr;
+    }
     if (session_ != nullptr) {
       http::HttpSession* s = session_;
       session_ = nullptr;
@@ -322,7 +364,12 @@ class OutboundConnection : public Connection, public http::UpstreamProvider {
   Sockaddr peer_;
   std::shared_ptr<const Snapshot> snapshot_;
   const ServiceRoute* route_ = nullptr;
+  // Opaque TCP: the endpoint this connection goes to (counted by the pool until tcpDone).
   const Endpoint* endpoint_ = nullptr;
+  // HTTP: the snapshot and route the last request went by (newer than snapshot_ once the
+  // services config changed).
+  std::shared_ptr<const Snapshot> current_;
+  const ServiceRoute* http_route_ = nullptr;
   std::string target_;
   std::string alpn_;
   State state_ = State::kStart;

@@ -5,6 +5,8 @@
 
 #include <csignal>
 #include <filesystem>
+#include <future>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -122,7 +124,7 @@ int Server::run() {
         {ListenerKind::kOutboundExplicit, makeSockaddr(l.address.ip, l.address.port), &l});
   }
   for (unsigned i = 0; i < n; ++i) {
-    auto w = std::make_unique<Worker>(i, open_connections_);
+    auto w = std::make_unique<Worker>(i, n, open_connections_);
     if (Status s = w->listen(listeners); !s.ok()) {
       PALISADE_LOG(kError, "palisade-proxy", s.error().message);
       return 1;
@@ -390,6 +392,37 @@ const char* protocolName(InboundProtocol p) {
 
 }  // namespace
 
+std::string Server::clusters() {
+  // Each worker reports its own pool; the counts are summed (a worker that does not answer
+  // within a second is left out rather than stalling the admin loop).
+  std::vector<std::future<std::vector<ClusterView>>> answers;
+  for (auto& w : workers_) {
+    auto promise = std::make_shared<std::promise<std::vector<ClusterView>>>();
+    answers.push_back(promise->get_future());
+    w->collectClusters(
+        [promise](std::vector<ClusterView> views) { promise->set_value(std::move(views)); });
+  }
+  std::map<std::string, ClusterView> merged;
+  for (auto& a : answers) {
+    if (a.wait_for(std::chrono::seconds(1)) != std::future_status::ready) {
+      continue;
+    }
+    for (ClusterView& v : a.get()) {
+      auto [it, fresh] = merged.try_emplace(v.name, v);
+      if (!fresh) {
+        it->second.merge(v);
+      }
+    }
+  }
+  std::vector<ClusterView> out;
+  for (auto& [name, v] : merged) {
+    std::sort(v.endpoints.begin(), v.endpoints.end(),
+              [](const EndpointView& a, const EndpointView& b) { return a.address < b.address; });
+    out.push_back(std::move(v));
+  }
+  return renderClusters(out);
+}
+
 std::string Server::certs() {
   json j;
   j["certificates"] = json::array({identityJson(*snapshot_->identity)});
@@ -428,11 +461,35 @@ std::string Server::configDump() {
     for (const Endpoint& e : r.endpoints) {
       endpoints.push_back({{"address", e.text}, {"allowedIdentities", e.allowed_ids}});
     }
+    const TrafficSettings& t = r.traffic;
+    json traffic = {
+        {"loadBalancer", t.load_balancer == LoadBalancer::kRoundRobin ? "ROUND_ROBIN"
+                         : t.load_balancer == LoadBalancer::kRandom   ? "RANDOM"
+                                                                      : "LEAST_REQUEST"},
+        {"maxConnections", t.max_connections},
+        {"http2MaxRequests", t.max_requests},
+        {"http1MaxPendingRequests", t.max_pending},
+        {"maxRequestsPerConnection", t.max_requests_per_connection},
+        {"maxRetries", t.max_retries},
+        {"connectTimeoutMs", t.connect_timeout.count()},
+        {"requestTimeoutMs", t.request_timeout.count()},
+        {"retryAttempts", t.retry_attempts},
+        {"outlierDetection",
+         {{"consecutive5xxErrors", t.consecutive_5xx},
+          {"consecutiveGatewayErrors", t.consecutive_gateway},
+          {"intervalMs", t.interval.count()},
+          {"baseEjectionTimeMs", t.base_ejection_time.count()},
+          {"maxEjectionPercent", t.max_ejection_percent}}},
+        {"warmupMs", t.warmup.count()},
+        {"destinationRule", t.destination_rule},
+        {"virtualService", t.virtual_service}};
     services.push_back({{"host", r.host},
                         {"port", r.port},
+                        {"cluster", r.cluster},
                         {"protocol", r.protocol},
                         {"opaque", r.opaque},
                         {"sni", r.sni},
+                        {"trafficPolicy", traffic},
                         {"endpoints", endpoints}});
   }
   json selected = json::array();

@@ -36,6 +36,7 @@ class Server : public AdminHandler {
   // AdminHandler::
   std::string configDump() override;
   std::string certs() override;
+  std::string clusters() override;
   std::string metrics() override;
   bool ready() override;
   void drainListeners() override;

@@ -1,10 +1,13 @@
 #include "proxy/snapshot.h"
 
 #include <charconv>
+#include <mutex>
+#include <unordered_map>
 
 #include "common/openssl.h"
 #include "common/x509_svid.h"
 #include "policy/compiler.h"
+#include "policy/traffic_policy.h"
 #include "proxy/socket_util.h"
 
 namespace palisade::proxy {
@@ -153,6 +156,94 @@ const ServiceRoute* Services::findByDestination(const policy::IpAddress& ip,
   return nullptr;
 }
 
+namespace {
+
+// Process-wide numbers for cluster and endpoint names, so a worker's pool finds its state for
+// the same endpoint in every snapshot with an integer lookup.
+std::uint64_t stableKey(const std::string& name) {
+  static std::mutex mu;
+  static std::unordered_map<std::string, std::uint64_t> keys;
+  std::lock_guard<std::mutex> lock(mu);
+  auto [it, fresh] = keys.try_emplace(name, keys.size() + 1);
+  return it->second;
+}
+
+LoadBalancer loadBalancer(policy::LoadBalancerPolicy p, LoadBalancer fallback) {
+  switch (p) {
+    case policy::LoadBalancerPolicy::kLeastRequest:
+      return LoadBalancer::kLeastRequest;
+    case policy::LoadBalancerPolicy::kRoundRobin:
+      return LoadBalancer::kRoundRobin;
+    case policy::LoadBalancerPolicy::kRandom:
+      return LoadBalancer::kRandom;
+    case policy::LoadBalancerPolicy::kUnset:
+      break;
+  }
+  return fallback;
+}
+
+// The route's TrafficSettings: the bootstrap's defaults, then what the DestinationRule and
+// VirtualService for host:port set.
+TrafficSettings trafficFor(const BootstrapConfig& config, const policy::PolicyBundle& bundle,
+                           const std::string& host, std::uint32_t port) {
+  TrafficSettings t;
+  t.load_balancer = config.outbound_load_balancer;
+  t.connect_timeout = config.limits.connect_timeout;
+  const policy::ResolvedTraffic r = policy::resolveTraffic(bundle, host, port);
+  const policy::TrafficPolicy& p = r.policy;
+  t.load_balancer = loadBalancer(p.load_balancer, t.load_balancer);
+  if (p.warmup) {
+    t.warmup = *p.warmup;
+  }
+  if (p.max_connections) {
+    t.max_connections = *p.max_connections;
+  }
+  if (p.connect_timeout) {
+    t.connect_timeout = *p.connect_timeout;
+  }
+  if (p.http2_max_requests) {
+    t.max_requests = *p.http2_max_requests;
+  }
+  if (p.http1_max_pending_requests) {
+    t.max_pending = *p.http1_max_pending_requests;
+  }
+  if (p.max_requests_per_connection) {
+    t.max_requests_per_connection = *p.max_requests_per_connection;
+  }
+  if (p.max_retries) {
+    t.max_retries = *p.max_retries;
+  }
+  if (p.outlier_detection) {
+    // Given a rule, its unset fields take Envoy's defaults: 5 consecutive 5xx, gateway
+    // errors not counted apart, 10 s interval, 30 s base ejection, 10 %.
+    const policy::OutlierDetection& o = *p.outlier_detection;
+    t.consecutive_5xx = o.consecutive_5xx_errors.value_or(5);
+    t.consecutive_gateway = o.consecutive_gateway_errors.value_or(0);
+    t.interval = o.interval.value_or(std::chrono::milliseconds(10'000));
+    t.base_ejection_time = o.base_ejection_time.value_or(std::chrono::milliseconds(30'000));
+    t.max_ejection_percent = o.max_ejection_percent.value_or(10);
+  }
+  if (r.destination_rule != nullptr) {
+    const auto& m = r.destination_rule->metadata;
+    t.destination_rule = (m.ns.empty() ? "default" : m.ns) + "/" + m.name;
+  }
+  if (r.virtual_service != nullptr) {
+    const auto& m = r.virtual_service->metadata;
+    t.virtual_service = (m.ns.empty() ? "default" : m.ns) + "/" + m.name;
+  }
+  if (r.http_route) {
+    if (r.http_route->timeout) {
+      t.request_timeout = *r.http_route->timeout;
+    }
+    if (r.http_route->retry_attempts) {
+      t.retry_attempts = static_cast<int>(*r.http_route->retry_attempts);
+    }
+  }
+  return t;
+}
+
+}  // namespace
+
 std::shared_ptr<const Services> loadServices(const BootstrapConfig& config,
                                              const std::string& trust_domain, std::uint64_t version,
                                              policy::LoadResult& out) {
@@ -193,6 +284,9 @@ std::shared_ptr<const Services> loadServices(const BootstrapConfig& config,
         route.protocol = port.protocol;
         route.opaque = opaqueProtocol(port.protocol);
         route.sni = outboundSni(route.port, host);
+        route.cluster = "outbound|" + std::to_string(route.port) + "||" + host;
+        route.key = stableKey(route.sni);
+        route.traffic = trafficFor(config, b, host, port.number);
         route.vips = vips;
         for (const policy::WorkloadEndpoint* e : endpoints) {
           auto ip = policy::IpAddress::parse(e->address);
@@ -214,6 +308,11 @@ std::shared_ptr<const Services> loadServices(const BootstrapConfig& config,
             ep.allowed_ids.push_back("spiffe://" + trust_domain + "/ns/" + se.metadata.ns + "/sa/" +
                                      e->service_account);
           }
+          std::string name = route.sni + "\n" + ep.text;
+          for (const std::string& id : ep.allowed_ids) {
+            name.append("\n").append(id);
+          }
+          ep.key = stableKey(name);
           route.endpoints.push_back(std::move(ep));
         }
         s->routes.push_back(std::move(route));

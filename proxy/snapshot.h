@@ -13,6 +13,8 @@
 
 #include <sys/socket.h>
 
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <ctime>
 #include <memory>
@@ -60,10 +62,41 @@ std::shared_ptr<const Policies> loadPolicies(const BootstrapConfig& config, std:
                                              policy::LoadResult& out);
 
 struct Endpoint {
+  // Names this endpoint of this route (route SNI, address, allowed IDs) for the life of the
+  // process, the same in every snapshot: the worker's pool keys its state by it.
+  std::uint64_t key = 0;
   sockaddr_storage address{};
   socklen_t address_len = 0;
   std::string text;                      // "127.0.0.1:8000"
   std::vector<std::string> allowed_ids;  // SPIFFE ID URIs; empty: any trusted SVID
+};
+
+// How the outbound sidecar treats one service port: Istio's DestinationRule and
+// VirtualService fields where they are given, else the defaults below (which are Envoy's and
+// Istio's, except where noted). Counts are per sidecar; each worker thread enforces its share
+// (the count divided by the workers, rounded up).
+struct TrafficSettings {
+  LoadBalancer load_balancer = LoadBalancer::kLeastRequest;
+  std::size_t max_connections = 1024;  // per endpoint (connectionPool.tcp.maxConnections)
+  std::size_t max_requests = 1024;     // in flight per endpoint (http.http2MaxRequests)
+  std::size_t max_pending = 1024;      // queued per service (http.http1MaxPendingRequests)
+  std::size_t max_requests_per_connection = 0;  // 0: no limit
+  std::size_t max_retries = 1024;      // retries in flight per service (http.maxRetries)
+  std::chrono::milliseconds connect_timeout{10'000};  // also how long a request may queue
+  std::chrono::milliseconds request_timeout{0};       // VirtualService timeout; 0: none
+  int retry_attempts = 2;  // VirtualService retries.attempts (Istio's default: 2)
+  // Outlier detection. Ours is on without a DestinationRule (Istio's is off): 5 gateway
+  // errors in a row (connect failure, reset, 502/503/504) eject an endpoint.
+  std::uint32_t consecutive_5xx = 0;  // 0: off
+  std::uint32_t consecutive_gateway = 5;
+  std::chrono::milliseconds interval{10'000};
+  std::chrono::milliseconds base_ejection_time{30'000};
+  std::uint32_t max_ejection_percent = 10;  // at least one endpoint can always be ejected
+  // An endpoint back from ejection gets a growing share of requests over this long
+  // (loadBalancer.warmupDurationSecs; ours defaults to 10 s after an ejection).
+  std::chrono::milliseconds warmup{10'000};
+  std::string destination_rule;  // "namespace/name" of the rule applied, "" for none
+  std::string virtual_service;
 };
 
 struct ServiceRoute {
@@ -74,6 +107,9 @@ struct ServiceRoute {
   std::string sni;       // "outbound_.<port>_._.<host>", as Istio names the cluster
   std::vector<policy::CidrRange> vips;  // the ServiceEntry's addresses
   std::vector<Endpoint> endpoints;
+  std::string cluster;     // "outbound|8000||httpbin.foo.svc.cluster.local", as Envoy names it
+  std::uint64_t key = 0;   // names the cluster for the life of the process (see Endpoint::key)
+  TrafficSettings traffic;
 };
 
 struct Services {

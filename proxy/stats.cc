@@ -131,6 +131,34 @@ std::string renderPrometheus(const std::vector<const WorkerStats*>& workers,
       value(sum(workers, &WorkerStats::tcp_sent_bytes), {{"direction", "sent"}}, C));
   out.push_back(std::move(bytes));
 
+  MetricFamily retries = family("palisade_upstream_retries_total",
+                                "Outbound requests tried again (they never reached the app), and "
+                                "retries the retry budget refused.",
+                                C);
+  retries.metric.push_back(
+      value(sum(workers, &WorkerStats::upstream_retries), {{"result", "retried"}}, C));
+  retries.metric.push_back(value(sum(workers, &WorkerStats::upstream_retry_overflow),
+                                 {{"result", "budget_exhausted"}}, C));
+  out.push_back(std::move(retries));
+
+  MetricFamily overflow = family("palisade_upstream_overflow_total",
+                                 "Outbound requests answered 503 at a connection pool limit.", C);
+  overflow.metric.push_back(
+      value(sum(workers, &WorkerStats::upstream_queue_full), {{"reason", "queue_full"}}, C));
+  overflow.metric.push_back(
+      value(sum(workers, &WorkerStats::upstream_queue_timeout), {{"reason", "queue_timeout"}}, C));
+  out.push_back(std::move(overflow));
+
+  MetricFamily timeouts = family("palisade_upstream_request_timeouts_total",
+                                 "Outbound requests past their service's timeout (504).", C);
+  timeouts.metric.push_back(value(sum(workers, &WorkerStats::upstream_request_timeouts), {}, C));
+  out.push_back(std::move(timeouts));
+
+  MetricFamily ejections = family("palisade_outlier_ejections_total",
+                                  "Endpoints ejected by outlier detection.", C);
+  ejections.metric.push_back(value(sum(workers, &WorkerStats::outlier_ejections), {}, C));
+  out.push_back(std::move(ejections));
+
   MetricFamily reloads =
       family("palisade_config_reloads_total", "Reloads of policies and certificates by result.", C);
   reloads.metric.push_back(value(static_cast<double>(process.policy_reloads_ok.load()),

@@ -53,6 +53,13 @@ struct WorkerStats {
   Counter active_connections{};  // a gauge
   Counter tcp_received_bytes{};
   Counter tcp_sent_bytes{};
+  // Outbound traffic management (UpstreamPool).
+  Counter upstream_retries{};
+  Counter upstream_retry_overflow{};
+  Counter upstream_queue_full{};
+  Counter upstream_queue_timeout{};
+  Counter upstream_request_timeouts{};
+  Counter outlier_ejections{};
 };
 
 // Process-wide values the main thread keeps.

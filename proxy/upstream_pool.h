@@ -1,32 +1,46 @@
 #pragma once
 
 // UpstreamPool: one worker's HTTP/2-over-mTLS connections to the endpoints (their inbound
-// sidecars) of outbound services, shared by every outbound HTTP session on the worker. Each
-// request picks an endpoint of its service (least request with the power of two choices, or
-// round robin) and becomes a stream on a pooled connection to it, so an app's keep-alive or
-// HTTP/2 connection is balanced per request and handshakes are paid once per pooled
-// connection, not once per app connection.
+// sidecars) of outbound services, shared by every outbound HTTP session on the worker, and
+// what the worker knows about each service ("cluster", as Envoy says) and endpoint: requests
+// in flight, queue, retries, outlier ejections.
+//
+// Per request: the route's TrafficSettings choose an endpoint (least request with the power
+// of two choices, round robin or random), skipping ejected endpoints and those at their
+// request limit; the request becomes a stream on a pooled connection to it, so an app's
+// keep-alive or HTTP/2 connection is balanced per request and handshakes are paid once per
+// pooled connection, not once per app connection.
+//
+// Limits (each worker holds its share of the sidecar's counts, see TrafficSettings):
+//   max_requests per endpoint; when every endpoint is at it, the request waits in the
+//   service's queue, at most max_pending of them and at most connect_timeout each, else it
+//   is answered 503 "upstream overflow: ..." naming the limit;
+//   max_connections per endpoint; max_requests_per_connection;
+//   retries in flight per service: at most max_retries and at most the retry budget, 20 % of
+//   the requests in flight (at least 3), as Envoy's retry_budget; a retry refused by it is
+//   answered 503 "... retry budget exhausted ...".
+// Outlier detection: consecutive gateway errors (connect failure, reset, 502/503/504) or
+// consecutive 5xx eject an endpoint for base_ejection_time x times ejected (at most 300 s),
+// while no more than max_ejection_percent of the service's endpoints (at least one) are
+// ejected. Back from ejection, an endpoint's share of requests grows linearly over `warmup`.
+// When every endpoint is ejected, all are used (Envoy's panic mode).
 //
 // Secure naming holds per pooled connection: it is made with
 // `identity->client->newSsl(endpoint.allowed_ids)`, SNI = the route's SNI and ALPN "h2", and
-// is keyed by (SNI, endpoint address, allowed IDs), so a stream only rides a connection whose
-// server proved one of the identities its route allows. A connection made with an older SVID
-// takes no new streams and closes once idle.
-//
-// A connection takes streams up to the peer's SETTINGS_MAX_CONCURRENT_STREAMS (capped by
-// limits.max_concurrent_streams and max_streams_per_connection); then another is opened, up to
-// max_connections_per_endpoint,
-// beyond which streams queue in nghttp2 on the least loaded one. An endpoint whose connection
-// failed before it was up loses every choice against one that did not, until a connection to
-// it succeeds or kFailingFor passes.
+// endpoint state is keyed by Endpoint::key (route SNI, address and allowed IDs), so a stream
+// only rides a connection whose server proved one of the identities its route allows. A
+// connection made with an older SVID takes no new streams and closes once idle; so does one
+// to an endpoint that left the services config (its state is freed once nothing uses it).
 //
 // Thread: the worker's only. Owned by the Worker; outlives every session using it.
 
 #include <event2/event.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <ctime>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -41,86 +55,166 @@
 
 namespace palisade::proxy {
 
+// What /clusters shows of one worker's pool; ClusterView::merge adds another worker's.
+struct EndpointView {
+  std::string address;
+  std::uint64_t rq_active = 0, rq_total = 0, rq_error = 0;
+  std::uint64_t cx_active = 0, cx_total = 0, cx_connect_fail = 0;
+  std::uint64_t ejections = 0;
+  bool ejected = false;
+  bool warming = false;
+};
+struct ClusterView {
+  std::string name;
+  std::string load_balancer;
+  std::uint64_t max_connections = 0, max_pending = 0, max_requests = 0, max_retries = 0;
+  std::uint64_t rq_active = 0, rq_pending_active = 0;
+  std::uint64_t rq_retry = 0, rq_retry_overflow = 0, rq_pending_overflow = 0, rq_timeout = 0;
+  std::vector<EndpointView> endpoints;
+  void merge(const ClusterView& other);
+};
+// Envoy's /clusters text: "outbound|8000||host::10.0.0.1:8000::rq_active::3" lines.
+std::string renderClusters(const std::vector<ClusterView>& clusters);
+
 class UpstreamPool final : public http::UpstreamConnectionOwner {
  public:
+  using Clock = std::chrono::steady_clock;
+
   struct Options {
-    http::SessionLimits limits;
-    std::size_t max_connections_per_endpoint = 8;
-    // Streams we put on one connection before opening another (also capped by the peer's
-    // SETTINGS and limits.max_concurrent_streams). Measured in bench-peers h2 (128 streams in
-    // flight): 100 per connection 26k req/s, 32: 32k, 16: 38-39k, unpooled 46k. The cost per
-    // stream grows with the streams on one connection (O(streams) work per event in the
-    // session and codecs on both sides); until that is fixed, spread them.
-    std::size_t max_streams_per_connection = 16;
+    http::SessionLimits limits;  // buffer_limit, idle_timeout, max_concurrent_streams
+    unsigned workers = 1;        // the sidecar's worker threads: each enforces its share
   };
 
-  // `random` draws the two candidates of least request (injected: tests make it predictable).
+  // `random` draws the candidates of least request and random (injected: tests make it
+  // predictable).
   UpstreamPool(event_base* base, WorkerStats& stats, Options options,
                std::function<std::uint32_t()> random);
   ~UpstreamPool();
   UpstreamPool(const UpstreamPool&) = delete;
   UpstreamPool& operator=(const UpstreamPool&) = delete;
 
-  // Picks an endpoint of `route` by `lb` and opens a stream to it for `ex`, reporting to
-  // `callbacks`. Null when the route has no endpoint. A connect or handshake failure is
-  // reported on the stream (onUpstreamFailed kConnect: the session answers 503).
-  http::UpstreamRequest* newStream(const Snapshot& snapshot, const ServiceRoute& route,
-                                   LoadBalancer lb, http::Exchange& ex,
+  // Picks an endpoint of `route` (which `snapshot` holds) and opens a stream to it for `ex`,
+  // reporting to `callbacks`, or queues the request. Null when it cannot be taken (no
+  // endpoint, queue full, retry budget): ex.failure_reason then says why when it is a limit.
+  // A retry is a request with ex.attempts > 1.
+  http::UpstreamRequest* newStream(const std::shared_ptr<const Snapshot>& snapshot,
+                                   const ServiceRoute& route, http::Exchange& ex,
                                    http::UpstreamCallbacks& callbacks);
 
-  // Which endpoint of `route` the next request would go to (exposed for tests).
-  std::size_t pick(const ServiceRoute& route, LoadBalancer lb);
+  // Opaque TCP, balanced per connection by the same rules: the index of the endpoint of
+  // `route` the next connection should go to. tcpStart counts a connection to `endpoint` as
+  // in flight until tcpDone; tcpConnected reports it up (a success for outlier detection);
+  // tcpDone with `connect_failed` counts a gateway error.
+  std::size_t tcpPick(const Snapshot& snapshot, const ServiceRoute& route);
+  void tcpStart(const Snapshot& snapshot, const ServiceRoute& route, const Endpoint& endpoint);
+  void tcpConnected(const Endpoint& endpoint);
+  void tcpDone(const Endpoint& endpoint, bool connected, bool connect_failed);
 
-  // Once a second: closes connections idle for limits.idle_timeout, and idle ones made with
-  // an identity other than `current`.
-  void onTick(std::time_t now, const std::shared_ptr<const Identity>& current);
+  // A request of `route` timed out (counted per service).
+  void onRequestTimeout(const ServiceRoute& route);
+
+  // Once a second: outlier returns, idle connections closed (limits.idle_timeout, or made with
+  // an identity other than `current`'s), endpoints and services no longer in `current` drained
+  // and freed.
+  void onTick(const Snapshot& current);
   // Closes every connection without reporting to streams (worker shutdown, after every
   // session was aborted).
   void closeAll();
 
-  // Streams in flight to `endpoint` of `route`, and pooled connections in all.
-  std::size_t activeRequests(const ServiceRoute& route, const Endpoint& endpoint);
+  // For /clusters, and tests.
+  std::vector<ClusterView> views() const;
   std::size_t connections() const;
+  // Which endpoint of `route` the next request would go to (tests), or route.endpoints.size()
+  // when every one is at its request limit.
+  std::size_t pick(const Snapshot& snapshot, const ServiceRoute& route);
 
   // UpstreamConnectionOwner:
   void enter() override { ++depth_; }
   void leave() override;
   void onUpstreamClosed(http::UpstreamConnection* connection) override;
+  void onStreamDone(http::UpstreamConnection* connection,
+                    const http::StreamOutcome& outcome) override;
 
  private:
+  struct Cluster;
+  class Pending;
   struct Conn {
     std::unique_ptr<http::Http2Upstream> h2;
     std::shared_ptr<const Identity> identity;  // the SVID it was made with
-    std::time_t idle_since = 0;          // 0: streams open
+    std::time_t idle_since = 0;                // 0: streams open
   };
   struct EndpointState {
+    std::uint64_t key = 0;
+    std::string address;
+    Cluster* cluster = nullptr;
     std::vector<Conn> conns;
-    // A connection to it failed before it was up, and none has succeeded since: it loses
-    // every choice against an endpoint that is not failing, for kFailingFor (a stand-in for
-    // outlier ejection, which remains to be built).
-    bool failing = false;
-    std::time_t failed_at = 0;
+    std::size_t active = 0;      // HTTP streams and TCP connections in flight
+    std::size_t tcp_active = 0;  // of which TCP connections
+    std::uint64_t rq_total = 0, rq_error = 0, cx_total = 0, cx_connect_fail = 0;
+    std::uint64_t ejections = 0;
+    std::uint32_t consecutive_5xx = 0, consecutive_gateway = 0;
+    std::uint32_t times_ejected = 0;
+    bool errors_this_interval = false;
+    bool ejected = false;
+    Clock::time_point ejected_until{};
+    Clock::time_point warm_from{};  // back from ejection at; {} when not warming
+    bool in_config = true;          // listed by the newest snapshot's route
   };
-  static constexpr std::time_t kFailingFor = 10;  // seconds
+  struct Cluster {
+    std::uint64_t key = 0;
+    std::string name;
+    std::uint64_t version = 0;  // services version `members` and `settings` came from
+    TrafficSettings settings;
+    std::vector<EndpointState*> members;
+    std::size_t active = 0;          // streams in flight and queued requests
+    std::size_t active_retries = 0;  // retries among them
+    std::deque<Pending*> queue;
+    std::uint64_t rq_retry = 0, rq_retry_overflow = 0, rq_pending_overflow = 0, rq_timeout = 0;
+    std::size_t round_robin = 0;
+    std::size_t ejected_count = 0;   // members ejected now
+    std::size_t endpoint_count = 0;  // EndpointStates pointing here
+    Clock::time_point next_interval{};
+    bool in_config = true;
+  };
 
-  EndpointState& state(const ServiceRoute& route, const Endpoint& endpoint);
-  std::size_t active(const EndpointState& s) const;
+  Cluster& cluster(const Snapshot& snapshot, const ServiceRoute& route);
+  EndpointState& endpointState(Cluster& c, const Endpoint& endpoint);
+  std::size_t share(std::size_t count) const;  // this worker's share of a sidecar-wide count
+  // Index into route.endpoints, or route.endpoints.size() when every one is at its limit.
+  std::size_t choose(Cluster& c, const ServiceRoute& route, bool for_tcp);
+  bool available(const Cluster& c, const EndpointState& e, bool panic, bool for_tcp) const;
+  bool loses(const EndpointState& e, Clock::time_point now);  // warming: loses this draw
+  http::UpstreamRequest* open(const std::shared_ptr<const Snapshot>& snapshot,
+                              const ServiceRoute& route, std::size_t index, http::Exchange& ex,
+                              http::UpstreamCallbacks& callbacks);
   http::Http2Upstream* connectionFor(const Snapshot& snapshot, const ServiceRoute& route,
                                      const Endpoint& endpoint, EndpointState& s);
   http::Http2Upstream* connect(const Snapshot& snapshot, const ServiceRoute& route,
                                const Endpoint& endpoint, EndpointState& s);
+  void recordOutcome(EndpointState& e, bool gateway_error, bool error_5xx);
+  void maybeEject(EndpointState& e);
+  void scheduleDispatch();
+  static void onDispatch(evutil_socket_t, short, void* arg);
+  void dispatchQueues();
+  void expireQueues(Clock::time_point now);
+  void failPending(Pending* p, const std::string& reason, bool timed_out);
+  void cancelPending(Pending* p);
 
   event_base* base_;
   WorkerStats& stats_;
   Options options_;
-  http::SessionOptions session_options_;  // what Http2Upstream reads: limits
+  // What Http2Upstream reads: limits. connect_timeout is set per service right before each
+  // connect (the only time a connection reads it).
+  http::SessionOptions session_options_;
   std::function<std::uint32_t()> random_;
-  std::unordered_map<std::string, std::unique_ptr<EndpointState>> endpoints_;
+  std::unordered_map<std::uint64_t, std::unique_ptr<Cluster>> clusters_;
+  std::unordered_map<std::uint64_t, std::unique_ptr<EndpointState>> endpoints_;
   std::vector<std::unique_ptr<http::UpstreamConnection>> dead_;
-  std::string key_;  // scratch, reused per request
-  std::size_t round_robin_ = 0;
-  std::time_t now_ = 0;  // as of the last onTick
+  event* dispatch_event_ = nullptr;  // runs the queues outside the callback that freed a slot
+  std::size_t queued_ = 0;           // in every cluster's queue
+  std::time_t now_ = 0;              // wall clock as of the last onTick
   int depth_ = 0;
+  bool closing_ = false;
 };
 
 }  // namespace palisade::proxy

@@ -32,8 +32,8 @@ void Connection::destroy() {
   worker_.checkDrained();
 }
 
-Worker::Worker(unsigned index, std::atomic<unsigned>& open_connections)
-    : index_(index), open_connections_(open_connections) {
+Worker::Worker(unsigned index, unsigned workers, std::atomic<unsigned>& open_connections)
+    : index_(index), workers_(workers), open_connections_(open_connections) {
   timer_.reset(event_new(dispatcher_.base(), -1, EV_PERSIST, &Worker::onTimer, this));
   reaper_.reset(event_new(dispatcher_.base(), -1, 0, &Worker::onReap, this));
   timeval second{1, 0};
@@ -78,12 +78,19 @@ void Worker::start(std::shared_ptr<const Snapshot> snapshot) {
   pool.limits.max_concurrent_streams = limits.max_concurrent_streams;
   pool.limits.idle_timeout = limits.idle_timeout;
   pool.limits.connect_timeout = limits.connect_timeout + limits.handshake_timeout;
+  pool.workers = workers_;
   upstream_pool_ = std::make_unique<UpstreamPool>(
       dispatcher_.base(), stats_, pool,
       [rng = std::minstd_rand(std::random_device{}() + index_)]() mutable {
         return static_cast<std::uint32_t>(rng());
       });
   thread_ = std::thread([this] { dispatcher_.run(); });
+}
+
+void Worker::collectClusters(std::function<void(std::vector<ClusterView>)> done) {
+  dispatcher_.post([this, done = std::move(done)] {
+    done(upstream_pool_ ? upstream_pool_->views() : std::vector<ClusterView>{});
+  });
 }
 
 void Worker::publish(std::shared_ptr<const Snapshot> snapshot) {
@@ -195,7 +202,7 @@ void Worker::onTimer(evutil_socket_t, short, void* arg) {
     }
   }
   if (w->upstream_pool_) {
-    w->upstream_pool_->onTick(now, w->snapshot_->identity);
+    w->upstream_pool_->onTick(*w->snapshot_);
   }
 }
 

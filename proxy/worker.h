@@ -68,7 +68,8 @@ struct ListenerSpec {
 class Worker {
  public:
   // `open_connections` counts downstream connections of every worker (maxConnections).
-  Worker(unsigned index, std::atomic<unsigned>& open_connections);
+  // `workers`: how many there are (each enforces its share of the pools' limits).
+  Worker(unsigned index, unsigned workers, std::atomic<unsigned>& open_connections);
   ~Worker();
 
   // Opens this worker's listening sockets. Main thread, before start().
@@ -80,6 +81,8 @@ class Worker {
   // Any thread: stop accepting, drain every connection; `done` runs on the worker when none
   // is left.
   void drain(std::function<void()> done);
+  // Any thread: `done` gets the pool's clusters, on the worker thread.
+  void collectClusters(std::function<void(std::vector<ClusterView>)> done);
   // Any thread: close every connection, leave the loop; join() then returns.
   void stop();
   void join();
@@ -112,6 +115,7 @@ class Worker {
   void checkDrained();
 
   unsigned index_;
+  unsigned workers_;
   std::atomic<unsigned>& open_connections_;
   Dispatcher dispatcher_;
   std::thread thread_;

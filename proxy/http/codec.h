@@ -77,7 +77,8 @@ class ServerCodec {
   virtual void resumeRequest(Exchange& ex) = 0;
   // Response bytes held for `ex` (its share of what waits to be written).
   virtual std::size_t bufferedResponseBytes(const Exchange& ex) const = 0;
-  // Bytes held in the connection's buffers (input and output).
+  // Bytes held in the connection's buffers (input and output) and the response bodies it
+  // holds for exchanges. Constant time: the session samples it after every event.
   virtual std::size_t bufferedBytes() const = 0;
   virtual void drain() = 0;
   // Stops reading and writing; the session is tearing down.
@@ -88,9 +89,21 @@ class ServerCodec {
 };
 
 enum class UpstreamFailure {
-  kRefused,  // never reached the app: not connected, or refused (REFUSED_STREAM, past GOAWAY)
-  kConnect,  // closed/reset before a response head (the app may have seen the request)
-  kReset,    // reset or closed after the response head
+  kRefused,   // never reached the app: not connected, or refused (REFUSED_STREAM, past GOAWAY)
+  kConnect,   // closed/reset before a response head (the app may have seen the request)
+  kReset,     // reset or closed after the response head
+  kOverflow,  // never sent: a pool limit (the reason is in the exchange's failure_reason)
+};
+
+// How one stream of an upstream connection ended, for its owner's bookkeeping (a pool's
+// requests in flight and outlier detection).
+struct StreamOutcome {
+  int status = 0;             // the final response status; 0: none arrived
+  bool failed = false;        // reset or refused before the response ended, or connection lost
+  bool refused = false;       // failed, and never reached the app
+  bool never_connected = false;  // failed because the connection never came up
+  bool cancelled = false;     // the exchange went away first (not the upstream's fault)
+  bool retry = false;         // the stream was a retry (Exchange::attempts > 1 when opened)
 };
 
 class UpstreamConnection;
@@ -102,6 +115,8 @@ class UpstreamConnectionOwner : public ScopeOwner {
  public:
   // The connection closed; the owner may free it once the scope ends.
   virtual void onUpstreamClosed(UpstreamConnection* connection) = 0;
+  // A stream of `connection` finished (once per stream, whatever the reason).
+  virtual void onStreamDone(UpstreamConnection* /*connection*/, const StreamOutcome& /*outcome*/) {}
 
  protected:
   ~UpstreamConnectionOwner() = default;
@@ -154,7 +169,9 @@ class UpstreamConnection {
 // Hands out upstream streams from outside the session (the outbound sidecar's per-worker
 // pool of HTTP/2-over-mTLS connections). The returned request reports to `callbacks` and is
 // valid until it reports the end or a failure, or is cancelled; null means no upstream can
-// take the request now (answered 503 by the session). Thread: the session's.
+// take the request now (answered 503 by the session, with ex.failure_reason when set). A
+// request the provider queued may later be replaced by the stream that carries it: the
+// provider then sets ex.upstream itself. Thread: the session's.
 class UpstreamProvider {
  public:
   virtual UpstreamRequest* newStream(Exchange& ex, UpstreamCallbacks& callbacks) = 0;

@@ -6,6 +6,7 @@
 // their capacity). Thread: the session's.
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -21,7 +22,12 @@ class UpstreamRequest;
 
 struct Exchange {
   Exchange() : response_body(evbuffer_new()) {}
-  ~Exchange() { evbuffer_free(response_body); }
+  ~Exchange() {
+    evbuffer_free(response_body);
+    if (timer != nullptr) {
+      event_free(timer);
+    }
+  }
   Exchange(const Exchange&) = delete;
   Exchange& operator=(const Exchange&) = delete;
 
@@ -37,10 +43,15 @@ struct Exchange {
     unconsumed = 0;
     attempts = 0;
     bodyless = false;
+    failure_reason.clear();
+    if (timer != nullptr) {
+      event_del(timer);
+    }
     evbuffer_drain(response_body, evbuffer_get_length(response_body));
   }
 
   std::int32_t stream_id = 0;  // HTTP/2 stream id; a sequence number on HTTP/1.1
+  std::size_t slot = 0;        // where the session keeps it among the exchanges in flight
   RequestHead request;
   ResponseHead response;
   // Storage for the request's RequestView: unique header names, repeated ones joined.
@@ -69,6 +80,13 @@ struct Exchange {
   // tried again: nothing of them is lost).
   int attempts = 0;
   bool bodyless = false;
+  // Why the upstream side refused the request (a pool limit, the retry budget): the body of
+  // the 503 the session answers.
+  std::string failure_reason;
+  // The per-request timeout (SessionOptions::request_timeout), made on first use and kept
+  // while the exchange is recycled; `session` is what its callback reports to.
+  event* timer = nullptr;
+  void* session = nullptr;
 };
 
 }  // namespace palisade::proxy::http

@@ -312,6 +312,7 @@ int Http2ServerCodec::onStreamClose(nghttp2_session* s, std::int32_t stream_id, 
     ex->unconsumed = 0;
   }
   nghttp2_session_set_stream_user_data(s, stream_id, nullptr);
+  c->response_bytes_ -= evbuffer_get_length(ex->response_body);  // never sent
   c->callbacks_.onExchangeDone(*ex);
   return 0;
 }
@@ -326,6 +327,7 @@ ssize_t Http2ServerCodec::readResponseBody(nghttp2_session* s, std::int32_t stre
   std::size_t n = std::min(have, length);
   if (n != 0) {
     evbuffer_remove(ex->response_body, buf, n);
+    c->response_bytes_ -= n;
     std::size_t low = c->limits_.buffer_limit / 2;
     if (ex->response_paused && have - n <= low) {
       c->drained_.push_back(stream_id);
@@ -385,6 +387,7 @@ void Http2ServerCodec::sendData(Exchange& ex, const std::uint8_t* data, std::siz
     return;
   }
   evbuffer_add(ex.response_body, data, len);
+  response_bytes_ += len;
   if (ex.deferred) {
     ex.deferred = false;
     nghttp2_session_resume_data(session_, ex.stream_id);
@@ -433,7 +436,7 @@ std::size_t Http2ServerCodec::bufferedResponseBytes(const Exchange& ex) const {
 
 std::size_t Http2ServerCodec::bufferedBytes() const {
   return evbuffer_get_length(bufferevent_get_output(bev_)) +
-         evbuffer_get_length(bufferevent_get_input(bev_));
+         evbuffer_get_length(bufferevent_get_input(bev_)) + response_bytes_;
 }
 
 void Http2ServerCodec::drain() {

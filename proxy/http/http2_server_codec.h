@@ -68,6 +68,7 @@ class Http2ServerCodec final : public ServerCodec {
   bool draining_ = false;
   bool closing_ = false;
   bool closed_ = false;
+  std::size_t response_bytes_ = 0;     // in every exchange's response_body
   std::vector<std::int32_t> drained_;  // streams whose response buffer fell below the mark
   std::vector<nghttp2_nv> nva_;        // reused for every HEADERS we submit
 };

@@ -34,8 +34,13 @@ bool droppedForH2(const HeaderList& headers, const Header& h) {
 class Http2Upstream::Stream final : public UpstreamRequest {
  public:
   Stream(Http2Upstream& conn, Exchange& ex, UpstreamCallbacks& cb)
-      : conn_(conn), ex_(&ex), cb_(&cb), body_(evbuffer_new()) {}
-  ~Stream() { evbuffer_free(body_); }
+      : conn_(conn), ex_(&ex), cb_(&cb), body_(evbuffer_new()) {
+    outcome_.retry = ex.attempts > 1;
+  }
+  ~Stream() {
+    conn_.body_bytes_ -= evbuffer_get_length(body_);
+    evbuffer_free(body_);
+  }
 
   // UpstreamRequest:
   void sendHead(Exchange& ex, bool end_stream) override;
@@ -57,6 +62,7 @@ class Http2Upstream::Stream final : public UpstreamRequest {
   bool got_final_ = false;  // a final response head arrived
   bool done_ = false;       // the end or a failure was reported, or cancelled
   bool closed_ = false;     // nghttp2 closed the stream
+  StreamOutcome outcome_;   // reported to the owner when the stream closes
 };
 
 void Http2Upstream::Stream::sendHead(Exchange& ex, bool end_stream) {
@@ -65,7 +71,10 @@ void Http2Upstream::Stream::sendHead(Exchange& ex, bool end_stream) {
   nva.clear();
   nva.push_back(makeNv(":method", r.method));
   nva.push_back(makeNv(":scheme", r.scheme.empty() ? std::string_view("http") : r.scheme));
-  nva.push_back(makeNv(":authority", r.authority));
+  if (!r.authority.empty()) {
+    // HTTP/1.0 without Host has none; an empty :authority is malformed (RFC 9113 8.3.1).
+    nva.push_back(makeNv(":authority", r.authority));
+  }
   nva.push_back(makeNv(":path", r.path.empty() ? std::string_view("/") : r.path));
   for (const Header& h : r.headers) {
     if (!droppedForH2(r.headers, h)) {
@@ -81,6 +90,7 @@ void Http2Upstream::Stream::sendHead(Exchange& ex, bool end_stream) {
   conn_.markDirty();
   if (id_ < 0) {
     done_ = true;
+    outcome_.failed = true;
     conn_.streamClosed(*this);
     Exchange* e = ex_;
     UpstreamCallbacks* cb = cb_;
@@ -96,6 +106,7 @@ bool Http2Upstream::Stream::sendData(const std::uint8_t* data, std::size_t len) 
     return true;
   }
   evbuffer_add(body_, data, len);
+  conn_.body_bytes_ += len;
   if (deferred_) {
     deferred_ = false;
     nghttp2_session_resume_data(conn_.session_, id_);
@@ -130,6 +141,9 @@ void Http2Upstream::Stream::pauseResponse(bool paused) {
 }
 
 void Http2Upstream::Stream::cancel() {
+  if (!done_) {
+    outcome_.cancelled = true;
+  }
   ex_ = nullptr;
   cb_ = nullptr;
   done_ = true;
@@ -197,7 +211,9 @@ void Http2Upstream::streamClosed(Stream& s) {
   if (!s.closed_) {
     s.closed_ = true;
     --open_streams_;
+    owner_.onStreamDone(this, s.outcome_);
   }
+  ++finished_;
 }
 
 std::size_t Http2Upstream::maxStreams(std::size_t local_max) const {
@@ -277,6 +293,7 @@ void Http2Upstream::connect(bufferevent* bev, const sockaddr* address, socklen_t
 UpstreamRequest* Http2Upstream::newStream(Exchange& ex, UpstreamCallbacks& callbacks) {
   streams_.push_back(std::make_unique<Stream>(*this, ex, callbacks));
   ++open_streams_;
+  ++total_streams_;
   return streams_.back().get();
 }
 
@@ -303,12 +320,16 @@ void Http2Upstream::fail() {
     bool got_final;
   };
   std::vector<Failed> failed;
+  const bool never_connected = !connected_;
   for (auto& s : streams_) {
+    if (!s->done_ && !s->closed_) {
+      s->outcome_.failed = true;
+      s->outcome_.refused = s->outcome_.never_connected = never_connected;
+    }
     if (s->ex_ != nullptr && s->cb_ != nullptr && !s->done_) {
       failed.push_back({s->ex_, s->cb_, s->got_final_});
     }
   }
-  const bool never_connected = !connected_;
   close();
   // Every session in the list stays in a scope until all were told: a session that closes
   // on its first failure (HTTP/1.1 after a reset) is freed only at its outermost scope's
@@ -384,17 +405,22 @@ void Http2Upstream::flush() {
     fail();
     return;
   }
-  std::vector<std::int32_t> writable;
-  writable.swap(writable_);
-  for (std::int32_t id : writable) {
+  writable_scratch_.clear();
+  writable_scratch_.swap(writable_);
+  for (std::int32_t id : writable_scratch_) {
     Stream* s = stream(id);
     if (s != nullptr && s->ex_ != nullptr && s->cb_ != nullptr && !s->done_) {
       CallbackScope scope(*s->cb_);
       s->cb_->onUpstreamWritable(*s->ex_);
     }
   }
-  // Finished streams are freed here, outside nghttp2's callbacks.
-  std::erase_if(streams_, [](const std::unique_ptr<Stream>& s) { return s->closed_ && s->done_; });
+  // Finished streams are freed here, outside nghttp2's callbacks (the scan only when one
+  // finished since the last flush).
+  if (finished_ != 0) {
+    finished_ = 0;
+    std::erase_if(streams_,
+                  [](const std::unique_ptr<Stream>& s) { return s->closed_ && s->done_; });
+  }
   if (goaway_ && openStreams() == 0) {
     close();
     owner_.onUpstreamClosed(this);
@@ -467,6 +493,7 @@ int Http2Upstream::onFrameRecv(nghttp2_session*, const nghttp2_frame* frame, voi
         return 0;
       }
       s->got_final_ = true;
+      s->outcome_.status = ex.response.status;
       if (end_stream) {
         s->done_ = true;
         s->ex_ = nullptr;
@@ -528,6 +555,10 @@ int Http2Upstream::onStreamClose(nghttp2_session* session, std::int32_t stream_i
   if (s == nullptr) {
     return 0;
   }
+  if (!s->done_) {
+    s->outcome_.failed = true;
+    s->outcome_.refused = !s->got_final_ && error_code == NGHTTP2_REFUSED_STREAM;
+  }
   u->streamClosed(*s);
   if (s->unconsumed_ != 0) {
     if (u->flush_event_ == nullptr) {
@@ -562,6 +593,7 @@ ssize_t Http2Upstream::readRequestBody(nghttp2_session* session, std::int32_t st
   std::size_t n = std::min(have, length);
   if (n != 0) {
     evbuffer_remove(s->body_, buf, n);
+    u->body_bytes_ -= n;
     if (s->blocked_ && have - n <= u->options_.limits.buffer_limit / 2) {
       s->blocked_ = false;
       u->writable_.push_back(stream_id);
@@ -596,10 +628,7 @@ std::size_t Http2Upstream::bufferedBytes() const {
     n += evbuffer_get_length(bufferevent_get_output(bev_)) +
          evbuffer_get_length(bufferevent_get_input(bev_));
   }
-  for (const auto& s : streams_) {
-    n += evbuffer_get_length(s->body_);
-  }
-  return n;
+  return n + body_bytes_;
 }
 
 }  // namespace palisade::proxy::http

@@ -48,8 +48,12 @@ class Http2Upstream final : public UpstreamConnection {
   // A new stream for `ex`, reporting to `callbacks`; valid until it reports the end or a
   // failure, or is cancelled.
   UpstreamRequest* newStream(Exchange& ex, UpstreamCallbacks& callbacks);
-  // Streams that have not finished.
+  // Streams that have not finished, and every stream it was given.
   std::size_t openStreams() const { return open_streams_; }
+  std::size_t totalStreams() const { return total_streams_; }
+  // The owner's own note about the connection (a pool's endpoint).
+  void setTag(void* tag) { tag_ = tag; }
+  void* tag() const { return tag_; }
   // Streams the peer lets us open at once (its SETTINGS_MAX_CONCURRENT_STREAMS, capped by
   // `local_max`).
   std::size_t maxStreams(std::size_t local_max) const;
@@ -98,14 +102,19 @@ class Http2Upstream final : public UpstreamConnection {
   event* flush_event_ = nullptr;  // pooled mode only
   std::function<bool(bufferevent*, short)> event_hook_;
   std::size_t open_streams_ = 0;
+  std::size_t total_streams_ = 0;
+  void* tag_ = nullptr;
   nghttp2_session* session_ = nullptr;
   bool connected_ = false;
   bool closed_ = false;
   bool goaway_ = false;
   bool dirty_ = false;
   bool in_nghttp2_ = false;
+  std::size_t body_bytes_ = 0;  // request bodies waiting in every stream
+  std::size_t finished_ = 0;    // streams closed since the last flush freed them
   std::vector<std::unique_ptr<Stream>> streams_;
   std::vector<std::int32_t> writable_;  // streams whose request buffer drained
+  std::vector<std::int32_t> writable_scratch_;
   std::vector<nghttp2_nv> nva_;
 };
 

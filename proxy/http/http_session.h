@@ -75,6 +75,12 @@ struct SessionOptions {
   // With an upstream_provider: how many times a request without a body that never reached
   // the app (connect failure, refused stream) is tried in all; the provider picks again.
   int max_attempts = 1;
+  // With an upstream_provider: how long a request may take from its head to the end of the
+  // response (VirtualService `timeout`); 0: no limit. Past it the request is cancelled and
+  // answered 504 `upstream request timeout` (gRPC: grpc-status 4), or reset when the
+  // response had begun; on_request_timeout is told.
+  std::chrono::milliseconds request_timeout{0};
+  std::function<void()> on_request_timeout;
   SessionLimits limits;
   // The fixed parts of every RequestView: peer (may be null: plaintext), source_ip,
   // destination_ip, destination_port, sni. The session fills protocol, host, method, path

@@ -15,6 +15,8 @@ namespace {
 
 constexpr std::string_view kDeniedBody = "RBAC: access denied";
 constexpr std::string_view kUpstreamConnectError = "upstream connect error";
+constexpr std::string_view kUpstreamTimeout = "upstream request timeout";  // Envoy's words
+constexpr int kGrpcDeadlineExceeded = 4;
 constexpr int kGrpcPermissionDenied = 7;
 constexpr int kGrpcUnavailable = 14;
 constexpr int kGrpcInternal = 13;
@@ -184,9 +186,6 @@ void HttpSessionImpl::onIdle(evutil_socket_t, short, void* arg) {
 
 std::size_t HttpSessionImpl::bufferedBytes() const {
   std::size_t n = codec_->bufferedBytes();
-  for (const auto& ex : exchanges_) {
-    n += evbuffer_get_length(ex->response_body);
-  }
   for (const auto& u : h1_) {
     n += u->bufferedBytes();
   }
@@ -210,12 +209,14 @@ Exchange* HttpSessionImpl::newExchange(std::int32_t stream_id) {
     ex = std::make_unique<Exchange>();
   }
   ex->stream_id = stream_id;
+  ex->slot = exchanges_.size();
   exchanges_.push_back(std::move(ex));
   stats_.active_streams = exchanges_.size();
   return exchanges_.back().get();
 }
 
 void HttpSessionImpl::onExchangeDone(Exchange& ex) {
+  disarmTimeout(ex);
   if (ex.upstream != nullptr) {
     UpstreamRequest* up = ex.upstream;
     ex.upstream = nullptr;
@@ -223,11 +224,15 @@ void HttpSessionImpl::onExchangeDone(Exchange& ex) {
       up->cancel();
     }
   }
-  auto it = std::find_if(exchanges_.begin(), exchanges_.end(),
-                         [&](const std::unique_ptr<Exchange>& e) { return e.get() == &ex; });
-  if (it != exchanges_.end()) {
-    done_.push_back(std::move(*it));
-    exchanges_.erase(it);
+  // Swap with the last one: constant time whatever the streams in flight.
+  const std::size_t slot = ex.slot;
+  if (slot < exchanges_.size() && exchanges_[slot].get() == &ex) {
+    done_.push_back(std::move(exchanges_[slot]));
+    if (slot + 1 != exchanges_.size()) {
+      exchanges_[slot] = std::move(exchanges_.back());
+      exchanges_[slot]->slot = slot;
+    }
+    exchanges_.pop_back();
   }
   stats_.active_streams = exchanges_.size();
 }
@@ -331,13 +336,53 @@ void HttpSessionImpl::onRequestHead(Exchange& ex, bool end_stream) {
   }
   UpstreamRequest* up = upstreamFor(ex);
   if (up == nullptr) {
-    localReply(ex, 503, kUpstreamConnectError, kGrpcUnavailable, nullptr);
+    localReply(ex, 503, ex.failure_reason.empty() ? kUpstreamConnectError : ex.failure_reason,
+               kGrpcUnavailable, nullptr);
     return;
   }
   ex.upstream = up;
   ex.attempts = 1;
   ex.bodyless = end_stream;
+  armTimeout(ex);
   up->sendHead(ex, end_stream);
+}
+
+void HttpSessionImpl::armTimeout(Exchange& ex) {
+  if (options_.request_timeout.count() <= 0 || options_.upstream_provider == nullptr) {
+    return;
+  }
+  if (ex.timer == nullptr) {
+    ex.timer = evtimer_new(base_, onRequestTimeout, &ex);
+  }
+  ex.session = this;
+  timeval tv = toTimeval(options_.request_timeout);
+  evtimer_add(ex.timer, &tv);
+}
+
+void HttpSessionImpl::disarmTimeout(Exchange& ex) {
+  if (ex.timer != nullptr) {
+    evtimer_del(ex.timer);
+  }
+}
+
+void HttpSessionImpl::onRequestTimeout(evutil_socket_t, short, void* arg) {
+  auto& ex = *static_cast<Exchange*>(arg);
+  auto* s = static_cast<HttpSessionImpl*>(ex.session);
+  CallbackScope scope(static_cast<ServerCodecCallbacks&>(*s));
+  if (s->closing_ || ex.upstream == nullptr) {
+    return;  // the response is complete, or the exchange is gone
+  }
+  UpstreamRequest* up = ex.upstream;
+  ex.upstream = nullptr;
+  up->cancel();
+  if (s->options_.on_request_timeout) {
+    s->options_.on_request_timeout();
+  }
+  if (!ex.response_started) {
+    s->localReply(ex, 504, kUpstreamTimeout, kGrpcDeadlineExceeded, nullptr);
+  } else {
+    s->codec_->resetStream(ex);
+  }
 }
 
 UpstreamRequest* HttpSessionImpl::upstreamFor(Exchange& ex) {
@@ -428,6 +473,7 @@ void HttpSessionImpl::onUpstreamHead(Exchange& ex, bool end_stream) {
   }
   if (end_stream) {
     ex.upstream = nullptr;
+    disarmTimeout(ex);
   }
   codec_->sendHead(ex, ex.response, end_stream);
 }
@@ -446,6 +492,7 @@ void HttpSessionImpl::onUpstreamData(Exchange& ex, const std::uint8_t* data, std
 
 void HttpSessionImpl::onUpstreamEnd(Exchange& ex) {
   ex.upstream = nullptr;
+  disarmTimeout(ex);
   if (!closing_) {
     codec_->sendEnd(ex);
   }
@@ -454,6 +501,11 @@ void HttpSessionImpl::onUpstreamEnd(Exchange& ex) {
 void HttpSessionImpl::onUpstreamFailed(Exchange& ex, UpstreamFailure failure) {
   ex.upstream = nullptr;
   if (closing_) {
+    return;
+  }
+  if (failure == UpstreamFailure::kOverflow) {
+    disarmTimeout(ex);
+    localReply(ex, 503, ex.failure_reason, kGrpcUnavailable, nullptr);
     return;
   }
   if (failure == UpstreamFailure::kRefused && options_.upstream_provider != nullptr &&
@@ -467,8 +519,10 @@ void HttpSessionImpl::onUpstreamFailed(Exchange& ex, UpstreamFailure failure) {
       return;
     }
   }
+  disarmTimeout(ex);
   if (!ex.response_started && failure != UpstreamFailure::kReset) {
-    localReply(ex, 503, kUpstreamConnectError, kGrpcUnavailable, nullptr);
+    localReply(ex, 503, ex.failure_reason.empty() ? kUpstreamConnectError : ex.failure_reason,
+               kGrpcUnavailable, nullptr);
   } else {
     codec_->resetStream(ex);
   }

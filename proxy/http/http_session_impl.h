@@ -55,6 +55,9 @@ class HttpSessionImpl final : public HttpSession,
 
  private:
   static void onIdle(evutil_socket_t fd, short what, void* arg);
+  static void onRequestTimeout(evutil_socket_t fd, short what, void* arg);
+  void armTimeout(Exchange& ex);
+  void disarmTimeout(Exchange& ex);
 
   // The RequestView of ex.request, its headers in ex.views / ex.joined.
   policy::RequestView buildView(Exchange& ex);

@@ -123,8 +123,8 @@ TEST_F(BootstrapTest, FileErrorsCarryLineAndColumn) {
        "8:5: outbound.listeners[].service is required"},
       {"bad pooledHttp", "outbound:\n  pooledHttp: yes\n",
        "7:15: outbound.pooledHttp must be true or false"},
-      {"bad loadBalancer", "outbound:\n  loadBalancer: RANDOM\n",
-       "7:17: outbound.loadBalancer must be LEAST_REQUEST or ROUND_ROBIN"},
+      {"bad loadBalancer", "outbound:\n  loadBalancer: LEAST_CONNECTIONS\n",
+       "7:17: outbound.loadBalancer must be LEAST_REQUEST, ROUND_ROBIN or RANDOM"},
       {"bad concurrency", "concurrency: many\n",
        "6:14: concurrency must be 0 (one worker per core) to 256"},
   };
