@@ -13,6 +13,7 @@
 #include "policy/ip_address.h"
 #include "policy/path_template.h"
 #include "policy/service_entry_loader.h"
+#include "policy/traffic_loader.h"
 #include "policy/yaml_reader.h"
 
 namespace palisade::policy {
@@ -185,15 +186,24 @@ class FileLoader : public YamlReader {
       readWorkloadEntry(*this, doc, api);
       return;
     }
-    if (kind == "ServiceEntry" || kind == "WorkloadEntry") {
+    if (kind == "DestinationRule" && networking_api) {
+      readDestinationRule(*this, doc, api);
+      return;
+    }
+    if (kind == "VirtualService" && networking_api) {
+      readVirtualService(*this, doc, api);
+      return;
+    }
+    if (kind == "ServiceEntry" || kind == "WorkloadEntry" || kind == "DestinationRule" ||
+        kind == "VirtualService") {
       error(mark(api_node), "unsupported apiVersion \"" + api + "\" for " + kind +
                                 " (use networking.istio.io/v1, v1beta1 or v1alpha3)");
       return;
     }
     error(mark(kind_node), "unsupported kind \"" + kind + "\" (" + api +
                                "): expected AuthorizationPolicy or PeerAuthentication "
-                               "(security.istio.io), ServiceEntry or WorkloadEntry "
-                               "(networking.istio.io)");
+                               "(security.istio.io), ServiceEntry, WorkloadEntry, "
+                               "DestinationRule or VirtualService (networking.istio.io)");
   }
 
   // --- AuthorizationPolicy --------------------------------------------------------------

@@ -1,8 +1,10 @@
 #pragma once
 
 // Loader: YAML manifests into the policy model. Reads Istio AuthorizationPolicy and
-// PeerAuthentication (security.istio.io/v1 and v1beta1), multi-document files, `kind: List`
-// and directories, and validates them as Istio's own validation does. Every unknown field,
+// PeerAuthentication (security.istio.io/v1 and v1beta1), ServiceEntry, WorkloadEntry,
+// DestinationRule and VirtualService (networking.istio.io/v1, v1beta1 and v1alpha3),
+// multi-document files, `kind: List` and directories, and validates them as Istio's own
+// validation does. Every unknown field,
 // unsupported feature, bad CIDR, bad port and YAML syntax error becomes a Diagnostic with
 // file:line:col; nothing is skipped silently. Thread: any; no shared state.
 

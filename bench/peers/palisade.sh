@@ -5,7 +5,8 @@
 #   the client SVID, secure naming: the server must be spiffe://cluster.local/ns/default/sa/server.
 # server side: inbound on IN_PORT, mTLS required (PeerAuthentication STRICT), an ALLOW policy
 #   for the client's principal (authorization on), HTTP/1.1 to the backend on APP_PORT, XFCC added.
-# PALISADE_POOLED_HTTP=true: the client side sends requests as streams over its pooled
+# PALISADE_POOLED_HTTP=false: per connection (the data-plane path) instead of the default:
+# the client side sends requests as streams over its pooled
 # HTTP/2-over-mTLS connections (outbound.pooledHttp, issue 6) instead of one mTLS connection
 # per app connection.
 # One worker each (concurrency: 1). PALISADE_PROXY names the binary (default: the Release
@@ -75,7 +76,7 @@ inbound:
   address: 127.0.0.1:0
 outbound:
   listeners: [{address: 127.0.0.1:$OUT_PORT, service: server.default.svc.cluster.local, port: 80}]
-  pooledHttp: ${PALISADE_POOLED_HTTP:-false}
+  pooledHttp: ${PALISADE_POOLED_HTTP:-true}
 admin: 127.0.0.1:0
 readiness: 127.0.0.1:0
 metrics: 127.0.0.1:0

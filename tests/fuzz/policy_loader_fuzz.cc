@@ -1,5 +1,6 @@
-// Fuzz target: the YAML policy loader, then the compiler, lint and one evaluation of what
-// loaded. Any input must give either diagnostics with a place, or policies that evaluate.
+// Fuzz target: the YAML policy loader, then the compiler, lint, one evaluation and the
+// traffic resolution of what loaded. Any input must give either diagnostics with a place, or
+// policies that evaluate.
 
 #include <cstdint>
 #include <cstdlib>
@@ -11,6 +12,7 @@
 #include "policy/lint.h"
 #include "policy/loader.h"
 #include "policy/peer_authn.h"
+#include "policy/traffic_policy.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace palisade::policy;
@@ -44,6 +46,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     req.protocol = Protocol::kTcp;
     authz.evaluate(req);
     effectiveMtls(loaded.bundle, ap.metadata.ns, {}, "istio-system");
+  }
+  for (const auto& dr : loaded.bundle.destination_rules) {
+    resolveTraffic(loaded.bundle, qualifyHost(dr.host, dr.metadata.ns), 8080);
+  }
+  for (const auto& vs : loaded.bundle.virtual_services) {
+    for (const auto& host : vs.hosts) {
+      resolveTraffic(loaded.bundle, qualifyHost(host, vs.metadata.ns), 80);
+    }
   }
   return 0;
 }

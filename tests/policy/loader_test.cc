@@ -72,8 +72,8 @@ void checkErrors(const std::vector<ErrorRow>& rows) {
 
 TEST(LoaderTest, DocumentErrors) {
   const std::string msg_kind =
-      ": expected AuthorizationPolicy or PeerAuthentication (security.istio.io), ServiceEntry "
-      "or WorkloadEntry (networking.istio.io)";
+      ": expected AuthorizationPolicy or PeerAuthentication (security.istio.io), ServiceEntry, "
+      "WorkloadEntry, DestinationRule or VirtualService (networking.istio.io)";
   checkErrors({
       {"yaml syntax error in a flow sequence", "a: [1, 2\n",
        "test.yaml:2:1: yaml: end of sequence flow not found"},
@@ -615,8 +615,8 @@ TEST(LoaderTest, ReportsEveryErrorInAFile) {
             "test.yaml:15:17: bad port \"http\" in spec.rules[0].to[0].operation.ports "
             "(expected 0-65535)\n"
             "test.yaml:18:7: unsupported kind \"Gateway\" (security.istio.io/v1): expected "
-            "AuthorizationPolicy or PeerAuthentication (security.istio.io), ServiceEntry or "
-            "WorkloadEntry (networking.istio.io)\n"
+            "AuthorizationPolicy or PeerAuthentication (security.istio.io), ServiceEntry, "
+            "WorkloadEntry, DestinationRule or VirtualService (networking.istio.io)\n"
             "test.yaml:27:11: unknown mTLS mode \"MAYBE\" in spec.mtls.mode (expected UNSET, "
             "DISABLE, PERMISSIVE or STRICT)");
 }
