@@ -328,48 +328,47 @@ class BootstrapReader : public YamlReader {
     if (!expectMap(v, at, "outbound")) {
       return;
     }
-    forEachField(v, "outbound", {"transparent", "listeners", "pooledHttp", "loadBalancer"},
-                 [&](const std::string& key, const YAML::Node& f, const Mark& fat) {
-                   if (key == "transparent") {
-                     c.transparent_outbound = address(f, fat, "outbound.transparent");
-                     return;
-                   }
-                   if (key == "pooledHttp") {
-                     auto s = scalar(f, fat, "outbound.pooledHttp");
-                     if (s && *s != "true" && *s != "false") {
-                       error(mark(f), "outbound.pooledHttp must be true or false");
-                     } else if (s) {
-                       c.outbound_pooled_http = *s == "true";
-                     }
-                     return;
-                   }
-                   if (key == "loadBalancer") {
-                     auto s = scalar(f, fat, "outbound.loadBalancer");
-                     if (s && *s == "LEAST_REQUEST") {
-                       c.outbound_load_balancer = LoadBalancer::kLeastRequest;
-                     } else if (s && *s == "ROUND_ROBIN") {
-                       c.outbound_load_balancer = LoadBalancer::kRoundRobin;
-                     } else if (s && *s == "RANDOM") {
-                       c.outbound_load_balancer = LoadBalancer::kRandom;
-                     } else if (s) {
-                       error(mark(f),
-                             "outbound.loadBalancer must be LEAST_REQUEST, ROUND_ROBIN or RANDOM");
-                     }
-                     return;
-                   }
-                   if (!f.IsSequence()) {
-                     error(f.IsNull() ? fat : mark(f), "outbound.listeners must be a list");
-                     return;
-                   }
-                   for (const YAML::Node& l : f) {
-                     OutboundListener listener;
-                     listener.mark = mark(l);
-                     const std::string where = "outbound.listeners[]";
-                     if (!expectMap(l, fat, where)) {
-                       continue;
-                     }
-                     forEachField(
-                         l, where, {"address", "service", "port"},
+    forEachField(
+        v, "outbound", {"transparent", "listeners", "pooledHttp", "loadBalancer"},
+        [&](const std::string& key, const YAML::Node& f, const Mark& fat) {
+          if (key == "transparent") {
+            c.transparent_outbound = address(f, fat, "outbound.transparent");
+            return;
+          }
+          if (key == "pooledHttp") {
+            auto s = scalar(f, fat, "outbound.pooledHttp");
+            if (s && *s != "true" && *s != "false") {
+              error(mark(f), "outbound.pooledHttp must be true or false");
+            } else if (s) {
+              c.outbound_pooled_http = *s == "true";
+            }
+            return;
+          }
+          if (key == "loadBalancer") {
+            auto s = scalar(f, fat, "outbound.loadBalancer");
+            if (s && *s == "LEAST_REQUEST") {
+              c.outbound_load_balancer = LoadBalancer::kLeastRequest;
+            } else if (s && *s == "ROUND_ROBIN") {
+              c.outbound_load_balancer = LoadBalancer::kRoundRobin;
+            } else if (s && *s == "RANDOM") {
+              c.outbound_load_balancer = LoadBalancer::kRandom;
+            } else if (s) {
+              error(mark(f), "outbound.loadBalancer must be LEAST_REQUEST, ROUND_ROBIN or RANDOM");
+            }
+            return;
+          }
+          if (!f.IsSequence()) {
+            error(f.IsNull() ? fat : mark(f), "outbound.listeners must be a list");
+            return;
+          }
+          for (const YAML::Node& l : f) {
+            OutboundListener listener;
+            listener.mark = mark(l);
+            const std::string where = "outbound.listeners[]";
+            if (!expectMap(l, fat, where)) {
+              continue;
+            }
+            forEachField(l, where, {"address", "service", "port"},
                          [&](const std::string& lk, const YAML::Node& lv, const Mark& lat) {
                            if (lk == "address") {
                              if (auto a = address(lv, lat, where + ".address")) {
@@ -385,14 +384,14 @@ class BootstrapReader : public YamlReader {
                              }
                            }
                          });
-                     for (const char* required : {"address", "service", "port"}) {
-                       if (!l[required]) {
-                         error(listener.mark, where + "." + required + " is required");
-                       }
-                     }
-                     c.outbound_listeners.push_back(std::move(listener));
-                   }
-                 });
+            for (const char* required : {"address", "service", "port"}) {
+              if (!l[required]) {
+                error(listener.mark, where + "." + required + " is required");
+              }
+            }
+            c.outbound_listeners.push_back(std::move(listener));
+          }
+        });
   }
 };
 

@@ -78,21 +78,20 @@ class OutboundConnection : public Connection, public http::UpstreamProvider {
     }
     state_ = State::kSniffing;
     deadline_ = std::time(nullptr) + 1 + snapshot_->bootstrap->limits.sniff_timeout.count() / 1000;
-    sniffer_ =
-        std::make_unique<Sniffer>(worker().base(), fd_, snapshot_->bootstrap->limits.sniff_timeout,
-                                  [this](std::string_view bytes, bool eof) {
-                                    if (eof) {
-                                      close("app closed");
-                                      return;
-                                    }
-                                    alpn_ = std::string(sniffAlpn(bytes).value_or(""));
-                                    if (snapshot_->bootstrap->outbound_pooled_http &&
-                                        !alpn_.empty()) {
-                                      startHttp();
-                                      return;
-                                    }
-                                    connectNext();
-                                  });
+    sniffer_ = std::make_unique<Sniffer>(
+        worker().base(), fd_, snapshot_->bootstrap->limits.sniff_timeout,
+        [this](std::string_view bytes, bool eof) {
+          if (eof) {
+            close("app closed");
+            return;
+          }
+          alpn_ = std::string(sniffAlpn(bytes).value_or(""));
+          if (snapshot_->bootstrap->outbound_pooled_http && !alpn_.empty()) {
+            startHttp();
+            return;
+          }
+          connectNext();
+        });
   }
 
   // Connection::

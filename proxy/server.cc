@@ -462,27 +462,26 @@ std::string Server::configDump() {
       endpoints.push_back({{"address", e.text}, {"allowedIdentities", e.allowed_ids}});
     }
     const TrafficSettings& t = r.traffic;
-    json traffic = {
-        {"loadBalancer", t.load_balancer == LoadBalancer::kRoundRobin ? "ROUND_ROBIN"
-                         : t.load_balancer == LoadBalancer::kRandom   ? "RANDOM"
-                                                                      : "LEAST_REQUEST"},
-        {"maxConnections", t.max_connections},
-        {"http2MaxRequests", t.max_requests},
-        {"http1MaxPendingRequests", t.max_pending},
-        {"maxRequestsPerConnection", t.max_requests_per_connection},
-        {"maxRetries", t.max_retries},
-        {"connectTimeoutMs", t.connect_timeout.count()},
-        {"requestTimeoutMs", t.request_timeout.count()},
-        {"retryAttempts", t.retry_attempts},
-        {"outlierDetection",
-         {{"consecutive5xxErrors", t.consecutive_5xx},
-          {"consecutiveGatewayErrors", t.consecutive_gateway},
-          {"intervalMs", t.interval.count()},
-          {"baseEjectionTimeMs", t.base_ejection_time.count()},
-          {"maxEjectionPercent", t.max_ejection_percent}}},
-        {"warmupMs", t.warmup.count()},
-        {"destinationRule", t.destination_rule},
-        {"virtualService", t.virtual_service}};
+    json traffic = {{"loadBalancer", t.load_balancer == LoadBalancer::kRoundRobin ? "ROUND_ROBIN"
+                                     : t.load_balancer == LoadBalancer::kRandom   ? "RANDOM"
+                                                                                : "LEAST_REQUEST"},
+                    {"maxConnections", t.max_connections},
+                    {"http2MaxRequests", t.max_requests},
+                    {"http1MaxPendingRequests", t.max_pending},
+                    {"maxRequestsPerConnection", t.max_requests_per_connection},
+                    {"maxRetries", t.max_retries},
+                    {"connectTimeoutMs", t.connect_timeout.count()},
+                    {"requestTimeoutMs", t.request_timeout.count()},
+                    {"retryAttempts", t.retry_attempts},
+                    {"outlierDetection",
+                     {{"consecutive5xxErrors", t.consecutive_5xx},
+                      {"consecutiveGatewayErrors", t.consecutive_gateway},
+                      {"intervalMs", t.interval.count()},
+                      {"baseEjectionTimeMs", t.base_ejection_time.count()},
+                      {"maxEjectionPercent", t.max_ejection_percent}}},
+                    {"warmupMs", t.warmup.count()},
+                    {"destinationRule", t.destination_rule},
+                    {"virtualService", t.virtual_service}};
     services.push_back({{"host", r.host},
                         {"port", r.port},
                         {"cluster", r.cluster},

@@ -77,11 +77,11 @@ struct Endpoint {
 // (the count divided by the workers, rounded up).
 struct TrafficSettings {
   LoadBalancer load_balancer = LoadBalancer::kLeastRequest;
-  std::size_t max_connections = 1024;  // per endpoint (connectionPool.tcp.maxConnections)
-  std::size_t max_requests = 1024;     // in flight per endpoint (http.http2MaxRequests)
-  std::size_t max_pending = 1024;      // queued per service (http.http1MaxPendingRequests)
+  std::size_t max_connections = 1024;           // per endpoint (connectionPool.tcp.maxConnections)
+  std::size_t max_requests = 1024;              // in flight per endpoint (http.http2MaxRequests)
+  std::size_t max_pending = 1024;               // queued per service (http.http1MaxPendingRequests)
   std::size_t max_requests_per_connection = 0;  // 0: no limit
-  std::size_t max_retries = 1024;      // retries in flight per service (http.maxRetries)
+  std::size_t max_retries = 1024;               // retries in flight per service (http.maxRetries)
   std::chrono::milliseconds connect_timeout{10'000};  // also how long a request may queue
   std::chrono::milliseconds request_timeout{0};       // VirtualService timeout; 0: none
   int retry_attempts = 2;  // VirtualService retries.attempts (Istio's default: 2)
@@ -107,8 +107,8 @@ struct ServiceRoute {
   std::string sni;       // "outbound_.<port>_._.<host>", as Istio names the cluster
   std::vector<policy::CidrRange> vips;  // the ServiceEntry's addresses
   std::vector<Endpoint> endpoints;
-  std::string cluster;     // "outbound|8000||httpbin.foo.svc.cluster.local", as Envoy names it
-  std::uint64_t key = 0;   // names the cluster for the life of the process (see Endpoint::key)
+  std::string cluster;    // "outbound|8000||httpbin.foo.svc.cluster.local", as Envoy names it
+  std::uint64_t key = 0;  // names the cluster for the life of the process (see Endpoint::key)
   TrafficSettings traffic;
 };
 

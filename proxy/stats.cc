@@ -154,8 +154,8 @@ std::string renderPrometheus(const std::vector<const WorkerStats*>& workers,
   timeouts.metric.push_back(value(sum(workers, &WorkerStats::upstream_request_timeouts), {}, C));
   out.push_back(std::move(timeouts));
 
-  MetricFamily ejections = family("palisade_outlier_ejections_total",
-                                  "Endpoints ejected by outlier detection.", C);
+  MetricFamily ejections =
+      family("palisade_outlier_ejections_total", "Endpoints ejected by outlier detection.", C);
   ejections.metric.push_back(value(sum(workers, &WorkerStats::outlier_ejections), {}, C));
   out.push_back(std::move(ejections));
 

@@ -176,7 +176,9 @@ std::string renderClusters(const std::vector<ClusterView>& clusters) {
       num(ep, "rq_error", e.rq_error);
       num(ep, "ejections_total", e.ejections);
       line(ep, "health_flags",
-           e.ejected ? "/failed_outlier_check" : e.warming ? "/pending_warmup" : "healthy");
+           e.ejected   ? "/failed_outlier_check"
+           : e.warming ? "/pending_warmup"
+                       : "healthy");
     }
   }
   return out;
@@ -295,10 +297,43 @@ bool UpstreamPool::loses(const EndpointState& e, Clock::time_point now) {
   return static_cast<std::int64_t>(random_() % 1000) * warmup.count() >= since.count() * 1000;
 }
 
-std::size_t UpstreamPool::choose(Cluster& c, const ServiceRoute& route, bool for_tcp) {
+std::size_t UpstreamPool::choose(Cluster& c, const ServiceRoute& route, bool for_tcp,
+                                 const http::Exchange* retry_of) {
   const std::size_t n = route.endpoints.size();
   if (n == 0) {
     return 0;
+  }
+  if (retry_of != nullptr && retry_of->tried_count != 0) {
+    // Istio's default retry policy (previous_hosts): try elsewhere first.
+    bool any_other = false;
+    for (std::size_t i = 0; i < n && !any_other; ++i) {
+      any_other = std::find(retry_of->tried, retry_of->tried + retry_of->tried_count,
+                            route.endpoints[i].key) == retry_of->tried + retry_of->tried_count;
+    }
+    if (any_other) {
+      const std::size_t saved = c.round_robin;
+      for (int draws = 0; draws < 8; ++draws) {
+        std::size_t i = choose(c, route, for_tcp, nullptr);
+        if (i >= n) {
+          return i;
+        }
+        if (std::find(retry_of->tried, retry_of->tried + retry_of->tried_count,
+                      route.endpoints[i].key) == retry_of->tried + retry_of->tried_count) {
+          return i;
+        }
+      }
+      c.round_robin = saved;
+      for (std::size_t k = 0; k < n; ++k) {  // unlucky draws: the first untried that can take it
+        const std::size_t i = (saved + k) % n;
+        const bool tried =
+            std::find(retry_of->tried, retry_of->tried + retry_of->tried_count,
+                      route.endpoints[i].key) != retry_of->tried + retry_of->tried_count;
+        if (!tried && available(c, endpointState(c, route.endpoints[i]),
+                                c.ejected_count >= c.members.size(), for_tcp)) {
+          return i;
+        }
+      }
+    }
   }
   const bool panic = c.ejected_count >= c.members.size();
   auto state = [&](std::size_t i) -> EndpointState& {
@@ -399,26 +434,24 @@ http::UpstreamRequest* UpstreamPool::newStream(const std::shared_ptr<const Snaps
   if (ex.attempts > 1) {
     // Envoy's retry budget: retries in flight at most 20 % of the requests in flight (at
     // least 3), and at most maxRetries.
-    const std::size_t budget =
-        std::min(share(t.max_retries),
-                 std::max(kMinRetryConcurrency, c.active * kRetryBudgetPercent / 100));
+    const std::size_t budget = std::min(
+        share(t.max_retries), std::max(kMinRetryConcurrency, c.active * kRetryBudgetPercent / 100));
     if (c.active_retries >= budget) {
       ++c.rq_retry_overflow;
       inc(stats_.upstream_retry_overflow);
       ex.failure_reason = "upstream connect error: retry budget exhausted (" +
                           std::to_string(c.active_retries) + " retries in flight to " +
                           hostPort(route) + ", at most " + std::to_string(budget) + ": " +
-                          std::to_string(kRetryBudgetPercent) + "% of " +
-                          std::to_string(c.active) + " requests, at least " +
-                          std::to_string(kMinRetryConcurrency) +
-                          ", connectionPool.http.maxRetries " + std::to_string(t.max_retries) +
-                          ")";
+                          std::to_string(kRetryBudgetPercent) + "% of " + std::to_string(c.active) +
+                          " requests, at least " + std::to_string(kMinRetryConcurrency) +
+                          ", connectionPool.http.maxRetries " + std::to_string(t.max_retries) + ")";
       return nullptr;
     }
     ++c.rq_retry;
     inc(stats_.upstream_retries);
   }
-  std::size_t index = c.queue.empty() ? choose(c, route, false) : route.endpoints.size();
+  std::size_t index = c.queue.empty() ? choose(c, route, false, ex.attempts > 1 ? &ex : nullptr)
+                                      : route.endpoints.size();
   if (index < route.endpoints.size()) {
     return open(snapshot, route, index, ex, callbacks);
   }
@@ -429,14 +462,12 @@ http::UpstreamRequest* UpstreamPool::newStream(const std::shared_ptr<const Snaps
     ex.failure_reason = "upstream overflow: every endpoint of " + hostPort(route) + " has " +
                         std::to_string(share(t.max_requests)) +
                         " requests in flight (connectionPool.http.http2MaxRequests " +
-                        std::to_string(t.max_requests) + ") and " +
-                        std::to_string(c.queue.size()) +
+                        std::to_string(t.max_requests) + ") and " + std::to_string(c.queue.size()) +
                         " wait (connectionPool.http.http1MaxPendingRequests " +
                         std::to_string(t.max_pending) + ")";
     return nullptr;
   }
-  auto* p = new Pending(*this, c, snapshot, route, ex, callbacks,
-                        Clock::now() + t.connect_timeout);
+  auto* p = new Pending(*this, c, snapshot, route, ex, callbacks, Clock::now() + t.connect_timeout);
   c.queue.push_back(p);
   ++c.active;
   if (p->retry_) {
@@ -467,6 +498,9 @@ http::UpstreamRequest* UpstreamPool::open(const std::shared_ptr<const Snapshot>&
   ++c.active;
   if (ex.attempts > 1) {
     ++c.active_retries;
+  }
+  if (ex.tried_count < std::size(ex.tried)) {
+    ex.tried[ex.tried_count++] = endpoint.key;
   }
   return conn->newStream(ex, callbacks);
 }
@@ -508,9 +542,8 @@ http::Http2Upstream* UpstreamPool::connect(const Snapshot& snapshot, const Servi
   static constexpr unsigned char kH2[] = {2, 'h', '2'};
   SSL_set_alpn_protos(ssl.get(), kH2, sizeof kH2);
   SSL* raw = ssl.get();
-  bufferevent* bev = bufferevent_openssl_socket_new(base_, -1, ssl.release(),
-                                                    BUFFEREVENT_SSL_CONNECTING,
-                                                    BEV_OPT_CLOSE_ON_FREE);
+  bufferevent* bev = bufferevent_openssl_socket_new(
+      base_, -1, ssl.release(), BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
   // Connect timeout per service (connectionPool.tcp.connectTimeout).
   auto& options = session_options_;
   options.limits.connect_timeout = s.cluster->settings.connect_timeout;
@@ -557,8 +590,8 @@ http::Http2Upstream* UpstreamPool::connect(const Snapshot& snapshot, const Servi
       openssl += (openssl.empty() ? "" : "; ") + std::string(buf);
     }
     std::string why = (what & BEV_EVENT_TIMEOUT) != 0 ? std::string("timed out connecting")
-                      : openssl.empty() ? std::string("connection refused or closed")
-                                        : openssl;
+                      : openssl.empty()               ? std::string("connection refused or closed")
+                                                      : openssl;
     PALISADE_LOG(kInfo, "outbound", "endpoint " + where + " of " + target + " failed: " + why);
     return true;
   });
@@ -630,9 +663,8 @@ void UpstreamPool::maybeEject(EndpointState& e) {
   if (c.ejected_count >= allowed) {
     PALISADE_LOG(kInfo, "outbound",
                  "endpoint " + e.address + " of " + c.name + " failing (" + why +
-                     " in a row) but not ejected: " + std::to_string(c.ejected_count) +
-                     " of " + std::to_string(c.members.size()) +
-                     " are out already (maxEjectionPercent " +
+                     " in a row) but not ejected: " + std::to_string(c.ejected_count) + " of " +
+                     std::to_string(c.members.size()) + " are out already (maxEjectionPercent " +
                      std::to_string(t.max_ejection_percent) + ")");
     return;
   }
@@ -796,12 +828,9 @@ void UpstreamPool::onTick(const Snapshot& current) {
     e->in_config = false;
   }
   for (const ServiceRoute& r : current.services->routes) {
-    auto it = clusters_.find(r.key);
-    if (it == clusters_.end()) {
-      continue;
-    }
-    it->second->in_config = true;
-    cluster(current, r);  // picks up new settings and endpoints
+    // Every configured service is known (and shown by /clusters) before its first request.
+    Cluster& c = cluster(current, r);  // picks up new settings and endpoints
+    c.in_config = true;
     for (const Endpoint& ep : r.endpoints) {
       if (auto e = endpoints_.find(ep.key); e != endpoints_.end()) {
         e->second->in_config = true;
@@ -823,6 +852,9 @@ void UpstreamPool::onTick(const Snapshot& current) {
   }
   for (auto it = endpoints_.begin(); it != endpoints_.end();) {
     EndpointState& e = *it->second;
+    if (e.warm_from != Clock::time_point{} && now - e.warm_from >= e.cluster->settings.warmup) {
+      e.warm_from = {};  // warmed up, whether or not requests came
+    }
     if (e.ejected && now >= e.ejected_until) {
       e.ejected = false;
       --e.cluster->ejected_count;

@@ -181,7 +181,10 @@ class UpstreamPool final : public http::UpstreamConnectionOwner {
   EndpointState& endpointState(Cluster& c, const Endpoint& endpoint);
   std::size_t share(std::size_t count) const;  // this worker's share of a sidecar-wide count
   // Index into route.endpoints, or route.endpoints.size() when every one is at its limit.
-  std::size_t choose(Cluster& c, const ServiceRoute& route, bool for_tcp);
+  // A retry (`retry_of` set) avoids the endpoints that request went to, unless no other
+  // endpoint is available.
+  std::size_t choose(Cluster& c, const ServiceRoute& route, bool for_tcp,
+                     const http::Exchange* retry_of = nullptr);
   bool available(const Cluster& c, const EndpointState& e, bool panic, bool for_tcp) const;
   bool loses(const EndpointState& e, Clock::time_point now);  // warming: loses this draw
   http::UpstreamRequest* open(const std::shared_ptr<const Snapshot>& snapshot,

@@ -98,12 +98,12 @@ enum class UpstreamFailure {
 // How one stream of an upstream connection ended, for its owner's bookkeeping (a pool's
 // requests in flight and outlier detection).
 struct StreamOutcome {
-  int status = 0;             // the final response status; 0: none arrived
-  bool failed = false;        // reset or refused before the response ended, or connection lost
-  bool refused = false;       // failed, and never reached the app
+  int status = 0;                // the final response status; 0: none arrived
+  bool failed = false;           // reset or refused before the response ended, or connection lost
+  bool refused = false;          // failed, and never reached the app
   bool never_connected = false;  // failed because the connection never came up
-  bool cancelled = false;     // the exchange went away first (not the upstream's fault)
-  bool retry = false;         // the stream was a retry (Exchange::attempts > 1 when opened)
+  bool cancelled = false;        // the exchange went away first (not the upstream's fault)
+  bool retry = false;            // the stream was a retry (Exchange::attempts > 1 when opened)
 };
 
 class UpstreamConnection;

@@ -44,6 +44,7 @@ struct Exchange {
     attempts = 0;
     bodyless = false;
     failure_reason.clear();
+    tried_count = 0;
     if (timer != nullptr) {
       event_del(timer);
     }
@@ -83,6 +84,9 @@ struct Exchange {
   // Why the upstream side refused the request (a pool limit, the retry budget): the body of
   // the 503 the session answers.
   std::string failure_reason;
+  // The upstream provider's note of the endpoints this request went to (a retry avoids them).
+  std::uint64_t tried[4] = {};
+  std::size_t tried_count = 0;
   // The per-request timeout (SessionOptions::request_timeout), made on first use and kept
   // while the exchange is recycled; `session` is what its callback reports to.
   event* timer = nullptr;

@@ -52,7 +52,7 @@ class Http2Upstream::Stream final : public UpstreamRequest {
   Http2Upstream& conn_;
   Exchange* ex_;
   UpstreamCallbacks* cb_;  // null once cancelled
-  evbuffer* body_;  // request body waiting for the data provider
+  evbuffer* body_;         // request body waiting for the data provider
   std::int32_t id_ = -1;
   std::size_t unconsumed_ = 0;
   bool ended_ = false;     // the request ended (trailers in ex_->request.trailers)
@@ -180,9 +180,7 @@ Http2Upstream::~Http2Upstream() {
   nghttp2_session_del(session_);
 }
 
-void Http2Upstream::enablePooledMode() {
-  flush_event_ = event_new(base_, -1, 0, onFlush, this);
-}
+void Http2Upstream::enablePooledMode() { flush_event_ = event_new(base_, -1, 0, onFlush, this); }
 
 void Http2Upstream::markDirty() {
   if (flush_event_ != nullptr && !dirty_ && !closed_) {
@@ -576,7 +574,7 @@ int Http2Upstream::onStreamClose(nghttp2_session* session, std::int32_t stream_i
     CallbackScope scope(*cb);
     // "REFUSED_STREAM ... indicates that no application processing has occurred" (RFC 9113
     // section 8.7); nghttp2 closes streams past a GOAWAY's last stream id with it too.
-    cb->onUpstreamFailed(ex, s->got_final_                           ? UpstreamFailure::kReset
+    cb->onUpstreamFailed(ex, s->got_final_                          ? UpstreamFailure::kReset
                              : error_code == NGHTTP2_REFUSED_STREAM ? UpstreamFailure::kRefused
                                                                     : UpstreamFailure::kConnect);
   }

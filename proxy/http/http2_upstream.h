@@ -35,7 +35,9 @@ class Http2Upstream final : public UpstreamConnection {
   void connect(bufferevent* bev, const sockaddr* address, socklen_t address_len);
   // Called with every event of the connection's bufferevent before it is handled; false
   // fails the connection (a pool checks the negotiated ALPN and logs TLS failures here).
-  void setEventHook(std::function<bool(bufferevent*, short)> hook) { event_hook_ = std::move(hook); }
+  void setEventHook(std::function<bool(bufferevent*, short)> hook) {
+    event_hook_ = std::move(hook);
+  }
   // Pooled: the connection carries streams of many sessions. Output is flushed by an event of
   // its own (no session flushes it), so what many sessions submit in one loop iteration
   // leaves in one write; and the connection-level receive window is consumed as bytes

@@ -196,6 +196,11 @@ std::size_t HttpSessionImpl::bufferedBytes() const {
 }
 
 void HttpSessionImpl::sampleBuffers() {
+  // Summing every upstream connection after every event costs O(connections) per event: with
+  // many connections to the app, sample one event in 16 (the peak is then approximate).
+  if (h1_.size() + h2_.size() > 4 && (samples_++ & 15) != 0) {
+    return;
+  }
   stats_.buffered_bytes = bufferedBytes();
   stats_.peak_buffered_bytes = std::max(stats_.peak_buffered_bytes, stats_.buffered_bytes);
 }
@@ -396,10 +401,12 @@ UpstreamRequest* HttpSessionImpl::upstreamFor(Exchange& ex) {
     }
     return h2_.back()->newStream(ex, *this);
   }
-  for (auto& u : h1_) {
+  while (!idle_h1_.empty()) {
+    Http1Upstream* u = idle_h1_.back();
+    idle_h1_.pop_back();
     if (u->idle()) {
       u->attach(ex);
-      return u.get();
+      return u;
     }
   }
   h1_.push_back(std::make_unique<Http1Upstream>(base_, *this, options_));
@@ -472,6 +479,7 @@ void HttpSessionImpl::onUpstreamHead(Exchange& ex, bool end_stream) {
     return;
   }
   if (end_stream) {
+    noteIdle(ex);
     ex.upstream = nullptr;
     disarmTimeout(ex);
   }
@@ -491,6 +499,7 @@ void HttpSessionImpl::onUpstreamData(Exchange& ex, const std::uint8_t* data, std
 }
 
 void HttpSessionImpl::onUpstreamEnd(Exchange& ex) {
+  noteIdle(ex);
   ex.upstream = nullptr;
   disarmTimeout(ex);
   if (!closing_) {
@@ -534,7 +543,17 @@ void HttpSessionImpl::onUpstreamWritable(Exchange& ex) {
   }
 }
 
+void HttpSessionImpl::noteIdle(Exchange& ex) {
+  // An HTTP/1.1 connection to the app is free for the next request once its response ended
+  // (the exchange's upstream is then the connection itself).
+  if (options_.upstream_provider == nullptr && options_.upstream == Codec::kHttp1 &&
+      ex.upstream != nullptr) {
+    idle_h1_.push_back(static_cast<Http1Upstream*>(ex.upstream));
+  }
+}
+
 void HttpSessionImpl::onUpstreamClosed(UpstreamConnection* connection) {
+  std::erase(idle_h1_, connection);
   for (auto it = h1_.begin(); it != h1_.end(); ++it) {
     if (it->get() == connection) {
       dead_upstreams_.push_back(std::move(*it));

@@ -62,6 +62,7 @@ class HttpSessionImpl final : public HttpSession,
   // The RequestView of ex.request, its headers in ex.views / ex.joined.
   policy::RequestView buildView(Exchange& ex);
   UpstreamRequest* upstreamFor(Exchange& ex);
+  void noteIdle(Exchange& ex);
   void denyReply(Exchange& ex, const std::string& reason);
   // A local answer: text/plain `body`, or for gRPC a trailers-only `grpc_status`.
   void localReply(Exchange& ex, int status, std::string_view body, int grpc_status,
@@ -77,6 +78,10 @@ class HttpSessionImpl final : public HttpSession,
   std::unique_ptr<ServerCodec> codec_;
   std::string normalized_path_;  // scratch, reused per request
   std::vector<std::unique_ptr<Http1Upstream>> h1_;
+  // Connections of h1_ that finished an exchange, newest last (checked with idle() when
+  // taken): a request finds an idle connection without scanning every one.
+  std::vector<Http1Upstream*> idle_h1_;
+  unsigned samples_ = 0;                            // leave() calls, for sampling bufferedBytes()
   std::vector<std::unique_ptr<Http2Upstream>> h2_;  // the last one takes new streams
   std::vector<std::unique_ptr<UpstreamConnection>> dead_upstreams_;
   std::vector<std::unique_ptr<Exchange>> exchanges_;  // in flight

@@ -373,8 +373,8 @@ def http_app(test, *extra, name=None):
     return App(test, "http_app.py", *extra, name=name)
 
 
-def tcp_app(test, banner=""):
-    return App(test, "tcp_app.py", *(["--banner", banner] if banner else []))
+def tcp_app(test, banner="", name=None):
+    return App(test, "tcp_app.py", *(["--banner", banner] if banner else []), name=name)
 
 
 def grpc_app(test, name=None):
@@ -412,6 +412,124 @@ spec:
        "".join("  - address: %s\n    ports:\n      %s: %d\n" % (addr, port_name, p)
                for addr, p in (endpoints or [("127.0.0.1", endpoint_port)])),
        "".join("  - %s\n" % s for s in subject_alt_names))
+
+
+def yaml_block(mapping, indent=0):
+    """A dict of dicts, lists and scalars as block-style YAML (no quoting: keep values plain)."""
+    out = []
+    pad = " " * indent
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            out.append("%s%s:\n%s" % (pad, key, yaml_block(value, indent + 2)))
+        elif isinstance(value, (list, tuple)):
+            out.append("%s%s:\n" % (pad, key) +
+                       "".join("%s- %s\n" % (pad + "  ", v) for v in value))
+        else:
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            out.append("%s%s: %s\n" % (pad, key, value))
+    return "".join(out)
+
+
+def destination_rule(host, traffic_policy, name=None, namespace=NS):
+    """traffic_policy: the YAML text of spec.trafficPolicy (a mapping), indented by 4 under
+    `trafficPolicy:`, or a dict of dicts and scalars (strings written as they are: "1s")."""
+    if isinstance(traffic_policy, dict):
+        traffic_policy = yaml_block(traffic_policy, 4)
+    return """apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: %s
+  namespace: %s
+spec:
+  host: %s
+  trafficPolicy:
+%s""" % (name or host.split(".")[0], namespace, host, traffic_policy)
+
+
+def virtual_service(host, timeout=None, retry_attempts=None, name=None, namespace=NS):
+    """One http route to `host` with an optional timeout ("500ms") and retries.attempts."""
+    route = "  - route:\n    - destination:\n        host: %s\n" % host
+    if timeout:
+        route += "    timeout: %s\n" % timeout
+    if retry_attempts is not None:
+        route += "    retries:\n      attempts: %d\n" % retry_attempts
+    return """apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: %s
+  namespace: %s
+spec:
+  hosts:
+  - %s
+  http:
+%s""" % (name or host.split(".")[0], namespace, host, route)
+
+
+def cluster_name(host=SERVICE_HOST, port=SERVICE_PORT):
+    """The admin /clusters name of a service port, Envoy style."""
+    return "outbound|%d||%s" % (port, host)
+
+
+class Clusters:
+    """GET /clusters parsed. Envoy-style lines `CLUSTER::STAT::VALUE` (per cluster, e.g.
+    rq_pending_active, lb_policy), `CLUSTER::default_priority::LIMIT::VALUE` (circuit breakers)
+    and `CLUSTER::ADDR:PORT::STAT::VALUE` (per endpoint). Values stay strings; int() helpers
+    below. `text` is the raw answer."""
+
+    PRIORITIES = ("default_priority", "high_priority")
+
+    def __init__(self, text):
+        self.text = text
+        self.stats = {}  # cluster -> {stat: value}; circuit breakers as "default_priority::x"
+        self.hosts = {}  # cluster -> {"addr:port": {stat: value}}
+        for line in text.splitlines():
+            line = line.strip()
+            if not line or "::" not in line:
+                continue
+            cluster, rest = line.split("::", 1)
+            if "::" not in rest:
+                continue
+            key, value = rest.rsplit("::", 1)
+            if "::" in key:
+                where, stat = key.rsplit("::", 1)
+                if where in self.PRIORITIES:
+                    self.stats.setdefault(cluster, {})[where + "::" + stat] = value
+                else:
+                    self.hosts.setdefault(cluster, {}).setdefault(where, {})[stat] = value
+            else:
+                self.stats.setdefault(cluster, {})[key] = value
+
+    def stat(self, stat, cluster=None, default=None):
+        """A cluster-level value as int when it is one (default: the service's cluster)."""
+        value = self.stats.get(cluster or cluster_name(), {}).get(stat, default)
+        return _maybe_int(value)
+
+    def limit(self, name, cluster=None):
+        """A circuit breaker of default_priority: max_connections, max_requests, ..."""
+        return self.stat("default_priority::" + name, cluster)
+
+    def host(self, address, cluster=None):
+        """Every stat of one endpoint ("127.0.0.1:PORT" or a port number), {} when absent."""
+        if isinstance(address, int):
+            address = "127.0.0.1:%d" % address
+        return self.hosts.get(cluster or cluster_name(), {}).get(address, {})
+
+    def host_stat(self, address, stat, cluster=None, default=None):
+        return _maybe_int(self.host(address, cluster).get(stat, default))
+
+    def health(self, address, cluster=None):
+        return self.host(address, cluster).get("health_flags")
+
+    def __repr__(self):
+        return "Clusters(\n%s)" % self.text
+
+
+def _maybe_int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return value
 
 
 def peer_authentication(mode, name="default", namespace=NS):
@@ -584,6 +702,41 @@ class Sidecar:
     def remove_policy(self, fname):
         os.remove(os.path.join(self.policies_dir, fname))
 
+    def write_service(self, fname, text):
+        """A ServiceEntry / DestinationRule / VirtualService file in services/ (atomic)."""
+        write_file(os.path.join(self.services_dir, fname), text)
+
+    # --- killed and started again on the same ports
+
+    def kill(self):
+        """SIGKILL (no drain): the peers see resets and refused connections."""
+        self.proc.signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def restart(self, timeout=20):
+        """Starts the proxy again with the same bootstrap, on the same ports (after kill() or
+        stop()). Its log goes to proxy-NAME-rN.*; the earlier logs stay. Retries for a while
+        when a port is still taken (connections of the killed process in TIME_WAIT)."""
+        self.restarts = getattr(self, "restarts", 0) + 1
+        deadline = time.monotonic() + timeout
+        attempt = 0
+        while True:
+            attempt += 1
+            name = "proxy-%s-r%d" % (self.name, self.restarts)
+            if attempt > 1:
+                name += "-%d" % attempt
+            self.proc = self.test.start_process(name, self.args)
+            self.pid = self.proc.pid
+            try:
+                self.test.wait_for_log(self.proc, r"palisade-proxy: ready",
+                                       max(1.0, deadline - time.monotonic()))
+                return
+            except AssertionError:
+                if time.monotonic() >= deadline or self.proc.alive() or \
+                        "Address already in use" not in self.proc.stderr():
+                    raise
+                time.sleep(0.2)
+
     def replace_certs(self, svid):
         """New files written beside, then renamed over the ones the bootstrap names."""
         for f in ("key.pem", "chain.pem", "cert.pem", "bundle.pem"):
@@ -605,6 +758,12 @@ class Sidecar:
 
     def admin(self, method, path):
         return self._http(self.admin_port, method, path)
+
+    def clusters(self):
+        """GET /clusters parsed (see Clusters)."""
+        status, body = self.admin("GET", "/clusters")
+        self.test.assertEqual(status, 200, body)
+        return Clusters(body)
 
     def config_dump(self):
         status, body = self.admin("GET", "/config_dump")

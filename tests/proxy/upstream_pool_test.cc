@@ -132,7 +132,7 @@ TEST_F(UpstreamPoolTest, LeastRequestPrefersTheEndpointWithFewerInFlight) {
   auto s = snapshotWith(2);
   const ServiceRoute& r = s->services->routes[0];
   pool_.tcpStart(*s, r, r.endpoints[0]);  // endpoint 0 has one connection in flight
-  draws_ = {0, 0};                          // candidates 0 and 1
+  draws_ = {0, 0};                        // candidates 0 and 1
   EXPECT_EQ(pool_.tcpPick(*s, r), 1u);
   pool_.tcpDone(r.endpoints[0], true, false);
   draws_ = {0, 0};
@@ -158,9 +158,10 @@ TEST_F(UpstreamPoolTest, ConsecutiveGatewayErrorsEjectAndRoundRobinSkipsTheEject
     got.push_back(pool_.pick(*s, s->services->routes[0]));
   }
   EXPECT_EQ(got, (std::vector<std::size_t>{0, 2, 0, 2}));
-  EXPECT_NE(renderClusters(pool_.views()).find("outbound|8000||httpbin.foo.svc.cluster.local::"
-                                               "127.0.0.1:15007::health_flags::/failed_outlier_"
-                                               "check\n"),
+  EXPECT_NE(renderClusters(pool_.views())
+                .find("outbound|8000||httpbin.foo.svc.cluster.local::"
+                      "127.0.0.1:15007::health_flags::/failed_outlier_"
+                      "check\n"),
             std::string::npos);
 }
 
