@@ -1,23 +1,11 @@
 #include "policy/traffic_policy.h"
 
+#include "policy/string_pattern.h"
+
 #include "policy/ip_address.h"
 
 namespace palisade::policy {
 namespace {
-
-char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) {
-    return false;
-  }
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) {
-      return false;
-    }
-  }
-  return true;
-}
 
 std::string_view withoutTrailingDot(std::string_view host) {
   if (host.size() > 1 && host.back() == '.') {

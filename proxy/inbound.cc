@@ -440,12 +440,7 @@ class InboundConnection : public Connection {
     Sockaddr app = makeSockaddr(*policy::IpAddress::parse("127.0.0.1"), port_->target_port);
     o.app_address = app.storage;
     o.app_address_len = app.len;
-    o.limits.max_header_bytes = b.limits.max_header_bytes;
-    o.limits.max_headers = b.limits.max_headers;
-    o.limits.buffer_limit = b.limits.buffer_limit;
-    o.limits.max_concurrent_streams = b.limits.max_concurrent_streams;
-    o.limits.idle_timeout = b.limits.idle_timeout;
-    o.limits.connect_timeout = b.limits.connect_timeout;
+    o.limits = sessionLimits(b.limits);
     o.connection = l4View();
     o.path_normalization = b.path_normalization;
     o.authorize = [this](const policy::RequestView& r) { return authorize(r); };

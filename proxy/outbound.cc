@@ -172,12 +172,7 @@ class OutboundConnection : public Connection, public http::UpstreamProvider {
     o.max_attempts = 1 + t.retry_attempts;
     o.request_timeout = t.request_timeout;
     o.on_request_timeout = [this] { worker().upstreamPool().onRequestTimeout(*http_route_); };
-    o.limits.max_header_bytes = b.limits.max_header_bytes;
-    o.limits.max_headers = b.limits.max_headers;
-    o.limits.buffer_limit = b.limits.buffer_limit;
-    o.limits.max_concurrent_streams = b.limits.max_concurrent_streams;
-    o.limits.idle_timeout = b.limits.idle_timeout;
-    o.limits.connect_timeout = b.limits.connect_timeout;
+    o.limits = sessionLimits(b.limits);
     // The receiving sidecar normalizes and authorizes; the path leaves as the app wrote it.
     o.path_normalization = policy::PathNormalization::kNone;
     o.on_closed = [this] {

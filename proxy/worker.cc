@@ -72,11 +72,7 @@ void Worker::start(std::shared_ptr<const Snapshot> snapshot) {
   pending_fds_.clear();
   UpstreamPool::Options pool;
   const ProxyLimits& limits = snapshot_->bootstrap->limits;
-  pool.limits.max_header_bytes = limits.max_header_bytes;
-  pool.limits.max_headers = limits.max_headers;
-  pool.limits.buffer_limit = limits.buffer_limit;
-  pool.limits.max_concurrent_streams = limits.max_concurrent_streams;
-  pool.limits.idle_timeout = limits.idle_timeout;
+  pool.limits = sessionLimits(limits);
   pool.limits.connect_timeout = limits.connect_timeout + limits.handshake_timeout;
   pool.workers = workers_;
   upstream_pool_ = std::make_unique<UpstreamPool>(
@@ -85,6 +81,17 @@ void Worker::start(std::shared_ptr<const Snapshot> snapshot) {
         return static_cast<std::uint32_t>(rng());
       });
   thread_ = std::thread([this] { dispatcher_.run(); });
+}
+
+http::SessionLimits sessionLimits(const ProxyLimits& l) {
+  http::SessionLimits s;
+  s.max_header_bytes = l.max_header_bytes;
+  s.max_headers = l.max_headers;
+  s.buffer_limit = l.buffer_limit;
+  s.max_concurrent_streams = l.max_concurrent_streams;
+  s.idle_timeout = l.idle_timeout;
+  s.connect_timeout = l.connect_timeout;
+  return s;
 }
 
 void Worker::collectClusters(std::function<void(std::vector<ClusterView>)> done) {

@@ -57,6 +57,9 @@ class Connection {
   bool destroyed_ = false;
 };
 
+// The bootstrap's limits as an HTTP session applies them.
+http::SessionLimits sessionLimits(const ProxyLimits& limits);
+
 enum class ListenerKind { kInbound, kOutboundTransparent, kOutboundExplicit };
 
 struct ListenerSpec {

@@ -242,27 +242,8 @@ void Http2Upstream::close() {
 }
 
 void Http2Upstream::connect() {
-  const nghttp2_settings_entry settings[] = {
-      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE,
-       static_cast<std::uint32_t>(streamWindow(options_.limits.buffer_limit))},
-  };
-  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
-  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
-                                        connectionWindow(options_.limits.buffer_limit));
-  markDirty();
-  timer_ = evtimer_new(base_, onTimer, this);
-  bev_ = bufferevent_socket_new(base_, -1, BEV_OPT_CLOSE_ON_FREE);
-  bufferevent_setcb(bev_, onRead, onWrite, onEvent, this);
-  bufferevent_setwatermark(bev_, EV_WRITE, options_.limits.buffer_limit / 2, 0);
-  if (bufferevent_socket_connect(bev_, reinterpret_cast<const sockaddr*>(&options_.app_address),
-                                 static_cast<int>(options_.app_address_len)) != 0) {
-    timeval zero{0, 0};
-    evtimer_add(timer_, &zero);
-    return;
-  }
-  timeval tv = toTimeval(options_.limits.connect_timeout);
-  evtimer_add(timer_, &tv);
+  connect(bufferevent_socket_new(base_, -1, BEV_OPT_CLOSE_ON_FREE),
+          reinterpret_cast<const sockaddr*>(&options_.app_address), options_.app_address_len);
 }
 
 void Http2Upstream::connect(bufferevent* bev, const sockaddr* address, socklen_t address_len) {
