@@ -33,7 +33,7 @@ Flags:
       --version           print the version
 
 Ports (defaults; the bootstrap changes them): 15006 inbound mTLS, 15001 outbound capture,
-127.0.0.1:15000 admin (/config_dump, /certs, /logging, /drain, /quitquitquit),
+127.0.0.1:15000 admin (/config_dump, /clusters, /certs, /logging, /drain, /quitquitquit),
 15020 /healthz/ready, 15090 /stats/prometheus.
 Signals: SIGTERM or SIGINT drain and exit; SIGHUP reloads the files now.
 )";
