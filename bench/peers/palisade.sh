@@ -9,6 +9,7 @@
 # the client side sends requests as streams over its pooled
 # HTTP/2-over-mTLS connections (outbound.pooledHttp, issue 6) instead of one mTLS connection
 # per app connection.
+# PALISADE_SERVER_METRICS_PORT: where the server side serves /stats/prometheus (default: none).
 # One worker each (concurrency: 1). PALISADE_PROXY names the binary (default: the Release
 # build in build-bench/, made by bench/README.md's command).
 PEER_H2C_PORT=$OUT_PORT
@@ -62,7 +63,7 @@ inbound:
   ports: [{port: 80, targetPort: $APP_PORT, protocol: HTTP}]
 admin: 127.0.0.1:0
 readiness: 127.0.0.1:0
-metrics: 127.0.0.1:0
+metrics: 127.0.0.1:${PALISADE_SERVER_METRICS_PORT:-0}
 concurrency: 1
 X
   cat > "$d/client.yaml" <<X
