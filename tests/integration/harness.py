@@ -871,26 +871,12 @@ def peer_cert_der(port, svid, timeout=10):
         conn.close()
 
 
-class CurlResult:
+class CurlResult(Response):
     def __init__(self, rc, status, headers, body, stderr, http_version=""):
+        super().__init__(status, headers, body)
         self.http_version = http_version  # "1.1", "2"
         self.rc = rc
-        self.status = status
-        self.headers = headers
-        self.body = body
         self.stderr = stderr
-
-    def header(self, name):
-        for k, v in self.headers:
-            if k == name.lower():
-                return v
-        return None
-
-    def json(self):
-        return json.loads(self.body)
-
-    def app_headers(self, name):
-        return [v for k, v in self.json()["headers"] if k.lower() == name.lower()]
 
     def __repr__(self):
         return "curl(rc=%d, status=%s, version=%s, headers=%r, body=%r, stderr=%r)" % (
