@@ -12,6 +12,7 @@ Command caCommand();
 Command certCommand();
 Command certsCommand();
 Command svidCommand();
+Command tokenCommand();
 Command rootCommand();
 
 }  // namespace palisade::cli

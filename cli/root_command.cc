@@ -26,6 +26,7 @@ Command rootCommand() {
   root.children.push_back(certsCommand());
   root.children.push_back(spiffeCommand());
   root.children.push_back(svidCommand());
+  root.children.push_back(tokenCommand());
   root.children.push_back(std::move(version));
   return root;
 }

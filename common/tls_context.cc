@@ -249,7 +249,11 @@ Result<std::shared_ptr<TlsContext>> TlsContext::make(const Svid& svid,
       SSL_CTX_set1_groups_list(ctx, kGroups) != 1) {
     return opensslError("tls: cannot set ciphers");
   }
-  if (SSL_CTX_use_certificate(ctx, svid.leaf.get()) != 1 ||
+  // A client without an SVID yet (a workload attesting to the control plane for its first
+  // certificate) presents none.
+  if (!server && svid.leaf == nullptr) {
+    // nothing to present
+  } else if (SSL_CTX_use_certificate(ctx, svid.leaf.get()) != 1 ||
       SSL_CTX_use_PrivateKey(ctx, svid.key.get()) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
     return opensslError("tls: cannot use the SVID");
   }

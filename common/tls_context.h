@@ -62,6 +62,7 @@ class TlsContext {
   static Result<std::shared_ptr<const TlsContext>> server(const Svid& svid,
                                                           std::shared_ptr<const BundleSet> bundles,
                                                           const TlsOptions& options);
+  // A client `svid` without a leaf presents no certificate (bootstrap before the first SVID).
   static Result<std::shared_ptr<const TlsContext>> client(const Svid& svid,
                                                           std::shared_ptr<const BundleSet> bundles,
                                                           const TlsOptions& options);

@@ -29,6 +29,12 @@ class BootstrapReader : public YamlReader {
  public:
   BootstrapReader(const std::string& file, policy::LoadResult& out) : YamlReader(file, out) {}
 
+ private:
+  // identity is read after every other field: what it requires depends on controlPlane.
+  YAML::Node identity_node_;
+  Mark identity_at_;
+
+ public:
   void read(const YAML::Node& doc, BootstrapConfig& c) {
     if (!expectMap(doc, Mark{file_, 1, 1}, "bootstrap")) {
       return;
@@ -37,10 +43,13 @@ class BootstrapReader : public YamlReader {
         doc, "bootstrap",
         {"identity", "workload", "rootNamespace", "policies", "services", "inbound", "outbound",
          "admin", "readiness", "metrics", "concurrency", "explainDenials", "drainTimeout",
-         "pathNormalization", "limits"},
+         "pathNormalization", "limits", "controlPlane"},
         [&](const std::string& key, const YAML::Node& v, const Mark& at) {
           if (key == "identity") {
-            identity(v, at, c);
+            identity_node_ = v;
+            identity_at_ = at;
+          } else if (key == "controlPlane") {
+            controlPlane(v, at, c);
           } else if (key == "workload") {
             workload(v, at, c);
           } else if (key == "inbound") {
@@ -88,6 +97,11 @@ class BootstrapReader : public YamlReader {
                                     : c.services) = key == "rootNamespace" ? *s : path(*s);
           }
         });
+    if (identity_node_) {
+      identity(identity_node_, identity_at_, c);
+    } else {
+      error(Mark{file_, 1, 1}, "identity is required (at least identity.trustBundles)");
+    }
     if (!doc["identity"]) {
       error(Mark{file_, 1, 1},
             "identity is required (certificateChain, privateKey, "
@@ -177,6 +191,80 @@ class BootstrapReader : public YamlReader {
     return a;
   }
 
+  void controlPlane(const YAML::Node& v, const Mark& at, BootstrapConfig& c) {
+    if (!expectMap(v, at, "controlPlane")) {
+      return;
+    }
+    ControlPlaneConfig cp;
+    cp.mark = mark(v);
+    forEachField(
+        v, "controlPlane",
+        {"address", "identity", "joinToken", "joinTokenFile", "serviceAccountTokenFile",
+         "certificateTtl", "renewFraction", "renewJitter", "retryInitial", "retryMax", "keepalive"},
+        [&](const std::string& key, const YAML::Node& f, const Mark& fat) {
+          const std::string where = "controlPlane." + key;
+          if (key == "certificateTtl" || key == "retryInitial" || key == "retryMax" ||
+              key == "keepalive") {
+            duration(f, fat, where,
+                     key == "certificateTtl" ? cp.certificate_ttl
+                     : key == "retryInitial" ? cp.retry_initial
+                     : key == "retryMax"     ? cp.retry_max
+                                             : cp.keepalive);
+            return;
+          }
+          auto s = scalar(f, fat, where);
+          if (!s) {
+            return;
+          }
+          if (key == "address") {
+            auto colon = s->rfind(':');
+            auto port =
+                colon == std::string::npos ? std::nullopt : parsePort(s->substr(colon + 1), false);
+            if (!port || colon == 0) {
+              error(mark(f), where + ": bad address \"" + *s + "\" (HOST:PORT)");
+              return;
+            }
+            cp.host = s->substr(0, colon);
+            if (cp.host.size() > 2 && cp.host.front() == '[' && cp.host.back() == ']') {
+              cp.host = cp.host.substr(1, cp.host.size() - 2);
+            }
+            cp.port = *port;
+          } else if (key == "identity") {
+            if (auto id = policy::SpiffeId::parse(*s); !id.ok()) {
+              error(mark(f), where + ": " + id.error().message);
+            }
+            cp.identity = *s;
+          } else if (key == "joinToken") {
+            cp.join_token = *s;
+          } else if (key == "joinTokenFile") {
+            cp.join_token_file = path(*s);
+          } else if (key == "serviceAccountTokenFile") {
+            cp.service_account_token_file = path(*s);
+          } else {
+            char* end = nullptr;
+            double x = std::strtod(s->c_str(), &end);
+            double lo = key == "renewFraction" ? 0.1 : 0.0;
+            double hi = key == "renewFraction" ? 0.9 : 0.5;
+            if (end == s->c_str() || *end != '\0' || x < lo || x > hi) {
+              error(mark(f), where + " must be a number in " + std::to_string(lo).substr(0, 3) +
+                                 ".." + std::to_string(hi).substr(0, 3));
+              return;
+            }
+            (key == "renewFraction" ? cp.renew_fraction : cp.renew_jitter) = x;
+          }
+        });
+    if (cp.host.empty()) {
+      error(cp.mark, "controlPlane.address is required");
+    }
+    int credentials = !cp.join_token.empty() + !cp.join_token_file.empty() +
+                      !cp.service_account_token_file.empty();
+    if (credentials > 1) {
+      error(cp.mark,
+            "controlPlane: give one of joinToken, joinTokenFile or serviceAccountTokenFile");
+    }
+    c.control_plane = std::move(cp);
+  }
+
   void identity(const YAML::Node& v, const Mark& at, BootstrapConfig& c) {
     if (!expectMap(v, at, "identity")) {
       return;
@@ -223,8 +311,12 @@ class BootstrapReader : public YamlReader {
         });
     for (const auto& [field, value] : {std::pair{"certificateChain", &c.certificate_chain},
                                        std::pair{"privateKey", &c.private_key}}) {
-      if (value->empty()) {
-        error(mark(v), std::string("identity.") + field + " is required");
+      if (value->empty() && !c.control_plane) {
+        error(mark(v), std::string("identity.") + field +
+                           " is required (or a controlPlane section that issues the SVID)");
+      } else if (!value->empty() && c.control_plane) {
+        error(mark(v), std::string("identity.") + field +
+                           ": the controlPlane issues this workload's SVID; leave it out");
       }
     }
     if (c.trust_bundles.empty()) {
@@ -447,8 +539,17 @@ void validateBootstrapReferences(const BootstrapConfig& c, policy::LoadResult& o
   auto fail = [&](const Mark& m, std::string message) {
     out.diagnostics.push_back({policy::Diagnostic::Severity::kError, m, std::move(message)});
   };
-  auto svid = common::loadSvid(c.certificate_chain, c.private_key);
-  if (!svid.ok()) {
+  auto svid = c.control_plane ? Result<common::Svid>(common::Svid{})
+                              : common::loadSvid(c.certificate_chain, c.private_key);
+  if (c.control_plane) {
+    // The SVID comes from the control plane; a token file must be readable.
+    for (const std::string* f :
+         {&c.control_plane->join_token_file, &c.control_plane->service_account_token_file}) {
+      if (!f->empty() && !common::readFile(*f).ok()) {
+        fail(c.control_plane->mark, "controlPlane: cannot read " + *f);
+      }
+    }
+  } else if (!svid.ok()) {
     // The message names the file at fault; point at the field that names it.
     const bool key = svid.error().message.find(c.private_key) != std::string::npos;
     fail(key ? c.private_key_mark : c.certificate_chain_mark,

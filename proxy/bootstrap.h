@@ -113,8 +113,31 @@ struct ProxyLimits {
   std::size_t buffer_limit = 1024 * 1024;
 };
 
+// controlPlane: the SVID comes from palisade-cp instead of files. The sidecar makes its
+// key, attests (a join token or the pod's projected service-account token), gets its
+// certificate and the trust bundles, renews at renewFraction of the lifetime (± jitter),
+// retries with exponential backoff (retryInitial doubling up to retryMax, jittered) and keeps
+// serving with the certificate it has while the control plane is away.
+struct ControlPlaneConfig {
+  std::string host;  // controlPlane.address: HOST:PORT
+  std::uint16_t port = 15012;
+  std::string identity;  // the control plane's SPIFFE ID; default
+                         // spiffe://TD/ns/palisade-system/sa/palisade-cp
+  std::string join_token;
+  std::string join_token_file;
+  std::string service_account_token_file;
+  std::chrono::milliseconds certificate_ttl{0};  // 0: the control plane's default
+  double renew_fraction = 0.5;
+  double renew_jitter = 0.1;  // ± this fraction of the lifetime
+  std::chrono::milliseconds retry_initial{1'000};
+  std::chrono::milliseconds retry_max{60'000};
+  std::chrono::milliseconds keepalive{30'000};
+  policy::Mark mark;
+};
+
 struct BootstrapConfig {
   std::string file;  // where it was read from
+  std::optional<ControlPlaneConfig> control_plane;
   std::string certificate_chain;
   std::string private_key;
   policy::Mark certificate_chain_mark;  // where the bootstrap names them

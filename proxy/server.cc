@@ -20,6 +20,9 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
+// How long a sidecar waits for its first certificate before it gives up and exits.
+constexpr std::chrono::milliseconds kControlPlaneBootstrapTimeout{300'000};
+
 void logDiagnostics(const char* what, const policy::LoadResult& r) {
   for (const policy::Diagnostic& d : r.diagnostics) {
     if (d.severity == policy::Diagnostic::Severity::kError) {
@@ -69,7 +72,18 @@ Result<std::unique_ptr<Server>> Server::create(BootstrapConfig config) {
   std::unique_ptr<Server> s(new Server());
   s->bootstrap_ = std::make_shared<const BootstrapConfig>(std::move(config));
   const BootstrapConfig& b = *s->bootstrap_;
-  auto identity = loadIdentity(b, s->next_version_++);
+  Result<std::shared_ptr<const Identity>> identity = invalidArgument("");
+  if (b.control_plane) {
+    // Nothing serves before this workload has a certificate (as pilot-agent holds Envoy).
+    auto svid = CertificateAgent::bootstrap(b, kControlPlaneBootstrapTimeout);
+    if (!svid.ok()) {
+      return svid.error();
+    }
+    identity = buildIdentity(*svid->svid, svid->bundles, s->next_version_++, "control plane");
+    s->agent_initial_ = std::move(*svid);
+  } else {
+    identity = loadIdentity(b, s->next_version_++);
+  }
   if (!identity.ok()) {
     return identity.error();
   }
@@ -104,12 +118,19 @@ Result<std::unique_ptr<Server>> Server::create(BootstrapConfig config) {
 
 Server::~Server() {
   stopWorkers();
+  agent_.reset();
   admin_.reset();
 }
 
 int Server::run() {
   const BootstrapConfig& b = *bootstrap_;
   base_.reset(event_base_new());
+  if (agent_initial_) {
+    agent_ = std::make_unique<CertificateAgent>(base_.get(), b);
+    agent_->start(std::move(*agent_initial_),
+                  [this](const AgentSvid& svid) { onAgentIdentity(svid); });
+    agent_initial_.reset();
+  }
   unsigned n = b.concurrency != 0 ? b.concurrency : std::thread::hardware_concurrency();
   n = std::max(1u, n);
   std::vector<ListenerSpec> listeners;
@@ -203,7 +224,7 @@ void Server::reload(bool force) {
   for (const TrustBundleFile& f : b.trust_bundles) {
     id_fp += fingerprintPath(f.file);
   }
-  if (force || id_fp != identity_watch_.fingerprint) {
+  if (!b.control_plane && (force || id_fp != identity_watch_.fingerprint)) {
     auto identity = loadIdentity(b, next_version_);
     if (identity.ok()) {
       ++next_version_;
@@ -281,6 +302,32 @@ void Server::reload(bool force) {
     snapshot_ = std::move(snap);
     publish();
   }
+}
+
+void Server::onAgentIdentity(const AgentSvid& svid) {
+  if (draining_) {
+    return;
+  }
+  auto identity = buildIdentity(*svid.svid, svid.bundles, next_version_, "control plane");
+  if (!identity.ok()) {
+    inc(process_stats_.identity_reloads_rejected);
+    PALISADE_LOG(kWarning, "identity",
+                 "not used, keeping certificate " + snapshot_->identity->serial + ": " +
+                     identity.error().message);
+    return;
+  }
+  ++next_version_;
+  auto snap = std::make_shared<Snapshot>(*snapshot_);
+  snap->identity = *identity;
+  snapshot_ = std::move(snap);
+  inc(process_stats_.identity_reloads_ok);
+  process_stats_.cert_expiry_seconds = static_cast<double>((*identity)->not_after);
+  PALISADE_LOG(kInfo, "identity",
+               "new certificate " + (*identity)->serial + " for " +
+                   std::string((*identity)->id->uri()) + ", expires " +
+                   common::formatTime((*identity)->not_after) +
+                   "; new handshakes use it, open connections keep theirs");
+  publish();
 }
 
 void Server::publish() {

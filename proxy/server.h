@@ -11,10 +11,12 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "proxy/admin.h"
+#include "proxy/agent.h"
 #include "proxy/bootstrap.h"
 #include "proxy/dispatcher.h"
 #include "proxy/snapshot.h"
@@ -54,6 +56,7 @@ class Server : public AdminHandler {
   static void onDrainTimeout(evutil_socket_t, short, void* arg);
   void reload(bool force);
   void publish();
+  void onAgentIdentity(const AgentSvid& svid);
   void startDrain(bool then_exit);
   void stopWorkers();
 
@@ -65,6 +68,8 @@ class Server : public AdminHandler {
   Watched identity_watch_;
   EventBasePtr base_;
   std::unique_ptr<AdminServer> admin_;
+  std::optional<AgentSvid> agent_initial_;  // controlPlane: the first SVID, until run()
+  std::unique_ptr<CertificateAgent> agent_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<unsigned> open_connections_{0};
   ProcessStats process_stats_;

@@ -12,48 +12,61 @@
 
 namespace palisade::proxy {
 
-Result<std::shared_ptr<const Identity>> loadIdentity(const BootstrapConfig& config,
-                                                     std::uint64_t version) {
-  auto svid = common::loadSvid(config.certificate_chain, config.private_key);
-  if (!svid.ok()) {
-    return svid.error();
-  }
+Result<std::shared_ptr<const common::BundleSet>> loadBundleFiles(const BootstrapConfig& config) {
   auto bundles = std::make_shared<common::BundleSet>();
   for (const TrustBundleFile& b : config.trust_bundles) {
     if (Status s = bundles->addPemFile(b.file, b.trust_domain); !s.ok()) {
       return Error{s.error().code, b.file + ": " + s.error().message};
     }
   }
+  return std::shared_ptr<const common::BundleSet>(std::move(bundles));
+}
+
+Result<std::shared_ptr<const Identity>> loadIdentity(const BootstrapConfig& config,
+                                                     std::uint64_t version) {
+  auto svid = common::loadSvid(config.certificate_chain, config.private_key);
+  if (!svid.ok()) {
+    return svid.error();
+  }
+  auto bundles = loadBundleFiles(config);
+  if (!bundles.ok()) {
+    return bundles.error();
+  }
+  return buildIdentity(*svid, *bundles, version, config.certificate_chain);
+}
+
+Result<std::shared_ptr<const Identity>> buildIdentity(
+    const common::Svid& svid, std::shared_ptr<const common::BundleSet> bundles,
+    std::uint64_t version, const std::string& source) {
   // A certificate we could not verify ourselves would fail every peer's handshake: refuse it
   // before publishing it.
   std::vector<X509*> intermediates;
-  for (const auto& c : svid->intermediates) {
+  for (const auto& c : svid.intermediates) {
     intermediates.push_back(c.get());
   }
-  auto verified = common::verifySvid(svid->leaf.get(), intermediates, *bundles);
+  auto verified = common::verifySvid(svid.leaf.get(), intermediates, *bundles);
   if (!verified.ok()) {
     return invalidArgument(
-        "identity: " + config.certificate_chain +
+        "identity: " + source +
         ": our own SVID does not verify against our trust bundles: " + verified.error().message);
   }
   auto identity = std::make_shared<Identity>();
   identity->version = version;
   identity->id = std::make_shared<const policy::SpiffeId>(verified->id);
-  identity->serial = common::serialHex(svid->leaf.get());
-  identity->not_before = common::notBefore(svid->leaf.get());
-  identity->not_after = common::notAfter(svid->leaf.get());
+  identity->serial = common::serialHex(svid.leaf.get());
+  identity->not_before = common::notBefore(svid.leaf.get());
+  identity->not_after = common::notAfter(svid.leaf.get());
   identity->trust_domains = bundles->trustDomains();
-  for (const auto& c : svid->intermediates) {
+  for (const auto& c : svid.intermediates) {
     identity->chain_serials.push_back(common::serialHex(c.get()));
   }
-  std::shared_ptr<const common::BundleSet> shared = std::move(bundles);
   common::TlsOptions server_options;
   server_options.alpn = {"h2", "http/1.1"};
-  auto server = common::TlsContext::server(*svid, shared, server_options);
+  auto server = common::TlsContext::server(svid, bundles, server_options);
   if (!server.ok()) {
     return server.error();
   }
-  auto client = common::TlsContext::client(*svid, shared, common::TlsOptions{});
+  auto client = common::TlsContext::client(svid, bundles, common::TlsOptions{});
   if (!client.ok()) {
     return client.error();
   }

@@ -46,6 +46,13 @@ struct Identity {
 // that is not a valid SVID for our own bundles is refused here, before any handshake uses it.
 Result<std::shared_ptr<const Identity>> loadIdentity(const BootstrapConfig& config,
                                                      std::uint64_t version);
+// The same from an SVID in memory (the control plane's) and bundles; `source` names it in
+// errors.
+Result<std::shared_ptr<const Identity>> buildIdentity(
+    const common::Svid& svid, std::shared_ptr<const common::BundleSet> bundles,
+    std::uint64_t version, const std::string& source);
+// The bootstrap's trust bundle files.
+Result<std::shared_ptr<const common::BundleSet>> loadBundleFiles(const BootstrapConfig& config);
 
 struct Policies {
   std::uint64_t version = 0;

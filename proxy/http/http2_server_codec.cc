@@ -1,5 +1,5 @@
 #include "proxy/http/http2_server_codec.h"
-#include "proxy/http/nghttp2_output.h"
+#include "common/nghttp2_output.h"
 
 #include <event2/buffer.h>
 
@@ -155,7 +155,7 @@ void Http2ServerCodec::flush() {
     return;
   }
   dirty_ = false;
-  if (!flushNghttp2(session_, bufferevent_get_output(bev_), limits_.buffer_limit, in_nghttp2_)) {
+  if (!common::flushNghttp2(session_, bufferevent_get_output(bev_), limits_.buffer_limit, in_nghttp2_)) {
     closeAfterFlush();
     return;
   }

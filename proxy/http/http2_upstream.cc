@@ -1,6 +1,6 @@
 #include "proxy/http/http2_upstream.h"
 #include "proxy/dispatcher.h"
-#include "proxy/http/nghttp2_output.h"
+#include "common/nghttp2_output.h"
 #include "proxy/socket_util.h"
 
 #include <event2/buffer.h>
@@ -379,7 +379,7 @@ void Http2Upstream::flush() {
   if (!connected_) {
     return;  // CONNECTED marks the connection dirty again
   }
-  if (!flushNghttp2(session_, bufferevent_get_output(bev_), options_.limits.buffer_limit,
+  if (!common::flushNghttp2(session_, bufferevent_get_output(bev_), options_.limits.buffer_limit,
                     in_nghttp2_)) {
     fail();
     return;

@@ -1,11 +1,11 @@
-#include "proxy/http/nghttp2_output.h"
+#include "common/nghttp2_output.h"
 
 #include <sys/types.h>
 
 #include <cstdint>
 #include <cstring>
 
-namespace palisade::proxy::http {
+namespace palisade::common {
 
 namespace {
 
@@ -73,4 +73,4 @@ bool flushNghttp2(nghttp2_session* session, evbuffer* out, std::size_t limit, bo
   return true;
 }
 
-}  // namespace palisade::proxy::http
+}  // namespace palisade::common

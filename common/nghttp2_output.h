@@ -10,9 +10,9 @@
 
 #include <cstddef>
 
-namespace palisade::proxy::http {
+namespace palisade::common {
 
 // False when nghttp2 failed (the connection must close).
 bool flushNghttp2(nghttp2_session* session, evbuffer* out, std::size_t limit, bool& in_nghttp2);
 
-}  // namespace palisade::proxy::http
+}  // namespace palisade::common
