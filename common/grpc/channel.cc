@@ -13,12 +13,6 @@ namespace palisade::common::grpc {
 
 namespace {
 
-nghttp2_nv header(std::string_view name, std::string_view value) {
-  return {reinterpret_cast<std::uint8_t*>(const_cast<char*>(name.data())),
-          reinterpret_cast<std::uint8_t*>(const_cast<char*>(value.data())), name.size(),
-          value.size(), NGHTTP2_NV_FLAG_NONE};
-}
-
 bool isIpLiteral(const std::string& host) {
   in6_addr a6{};
   in_addr a4{};
@@ -129,20 +123,10 @@ class ClientConnection final : public Connection {
       return;
     }
     std::shared_ptr<ClientCall> call = it->second;
-    Status st = call->reader_.feed(data, len);
+    Status st = deliverMessages(call->reader_, data, len, call->done_, call->on_message);
     if (!st.ok()) {
       nghttp2_submit_rst_stream(session(), NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_CANCEL);
       call->complete(st);
-      return;
-    }
-    while (!call->done_) {
-      auto message = call->reader_.next();
-      if (!message) {
-        break;
-      }
-      if (call->on_message) {
-        call->on_message(std::move(*message));
-      }
     }
   }
 
@@ -240,19 +224,19 @@ class ClientConnection final : public Connection {
         o.authority.empty() ? o.host + ":" + std::to_string(o.port) : o.authority;
     std::string timeout = call->timeout_ ? formatTimeout(*call->timeout_) : std::string();
     std::vector<nghttp2_nv> nva = {
-        header(":method", "POST"),
-        header(":scheme", o.tls ? "https" : "http"),
-        header(":path", call->path_),
-        header(":authority", authority),
-        header("te", "trailers"),
-        header("content-type", "application/grpc"),
-        header("user-agent", "palisade-grpc"),
+        headerField(":method", "POST"),
+        headerField(":scheme", o.tls ? "https" : "http"),
+        headerField(":path", call->path_),
+        headerField(":authority", authority),
+        headerField("te", "trailers"),
+        headerField("content-type", "application/grpc"),
+        headerField("user-agent", "palisade-grpc"),
     };
     if (!timeout.empty()) {
-      nva.push_back(header("grpc-timeout", timeout));
+      nva.push_back(headerField("grpc-timeout", timeout));
     }
     for (auto& [k, v] : call->request_metadata_) {
-      nva.push_back(header(k, v));
+      nva.push_back(headerField(k, v));
     }
     nghttp2_data_provider p = dataProvider();
     std::int32_t id =

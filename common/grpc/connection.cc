@@ -22,6 +22,30 @@ timeval toTimeval(std::chrono::milliseconds ms) {
 
 }  // namespace
 
+nghttp2_nv headerField(std::string_view name, std::string_view value) {
+  return {reinterpret_cast<std::uint8_t*>(const_cast<char*>(name.data())),
+          reinterpret_cast<std::uint8_t*>(const_cast<char*>(value.data())), name.size(),
+          value.size(), NGHTTP2_NV_FLAG_NONE};
+}
+
+Status deliverMessages(MessageReader& reader, const std::uint8_t* data, std::size_t len,
+                       const bool& done, const std::function<void(std::string)>& on_message) {
+  Status st = reader.feed(data, len);
+  if (!st.ok()) {
+    return st;
+  }
+  while (!done) {
+    auto message = reader.next();
+    if (!message) {
+      break;
+    }
+    if (on_message) {
+      on_message(std::move(*message));
+    }
+  }
+  return st;
+}
+
 Connection::Connection(event_base* base, Role role, const ConnectionLimits& limits)
     : base_(base), role_(role), limits_(limits) {
   flush_event_ = event_new(base_, -1, 0, onFlushEvent, this);

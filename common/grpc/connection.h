@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -31,6 +32,14 @@ struct ConnectionLimits {
   std::chrono::milliseconds keepalive_timeout{10'000};  // no PING ACK by then: closed
   std::chrono::milliseconds handshake_timeout{10'000};
 };
+
+// An nghttp2 header field viewing `name` and `value` (they must outlive the submit call).
+nghttp2_nv headerField(std::string_view name, std::string_view value);
+
+// Feeds a stream's DATA bytes to its reader and hands each complete message to `on_message`
+// while the call is not `done` (a callback may finish it). Returns the reader's error.
+Status deliverMessages(MessageReader& reader, const std::uint8_t* data, std::size_t len,
+                       const bool& done, const std::function<void(std::string)>& on_message);
 
 class Connection {
  public:

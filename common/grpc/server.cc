@@ -15,12 +15,6 @@ namespace palisade::common::grpc {
 
 namespace {
 
-nghttp2_nv header(std::string_view name, std::string_view value) {
-  return {reinterpret_cast<std::uint8_t*>(const_cast<char*>(name.data())),
-          reinterpret_cast<std::uint8_t*>(const_cast<char*>(value.data())), name.size(),
-          value.size(), NGHTTP2_NV_FLAG_NONE};
-}
-
 std::string addressText(const sockaddr* addr) {
   char buf[INET6_ADDRSTRLEN] = {};
   if (addr->sa_family == AF_INET) {
@@ -55,7 +49,8 @@ class ServerConnection final : public Connection {
   }
 
   void submitHeaders(ServerCall& call) {
-    nghttp2_nv nva[] = {header(":status", "200"), header("content-type", "application/grpc")};
+    nghttp2_nv nva[] = {headerField(":status", "200"),
+                        headerField("content-type", "application/grpc")};
     nghttp2_data_provider p = dataProvider();
     nghttp2_submit_response(session(), call.stream_id_, nva, std::size(nva), &p);
     call.headers_sent_ = true;
@@ -77,11 +72,11 @@ class ServerConnection final : public Connection {
       // Trailers-only: one HEADERS frame with the status, ending the stream.
       std::string code = std::to_string(static_cast<int>(status.code));
       std::string message = percentEncode(status.message);
-      std::vector<nghttp2_nv> nva = {header(":status", "200"),
-                                     header("content-type", "application/grpc"),
-                                     header("grpc-status", code)};
+      std::vector<nghttp2_nv> nva = {headerField(":status", "200"),
+                                     headerField("content-type", "application/grpc"),
+                                     headerField("grpc-status", code)};
       if (!message.empty()) {
-        nva.push_back(header("grpc-message", message));
+        nva.push_back(headerField("grpc-message", message));
       }
       nghttp2_submit_response(session(), call.stream_id_, nva.data(), nva.size(), nullptr);
       call.headers_sent_ = true;
@@ -99,7 +94,7 @@ class ServerConnection final : public Connection {
   }
 
   void httpError(std::int32_t stream_id, const char* status) {
-    nghttp2_nv nva[] = {header(":status", status)};
+    nghttp2_nv nva[] = {headerField(":status", status)};
     nghttp2_submit_response(session(), stream_id, nva, std::size(nva), nullptr);
     scheduleFlush();
   }
@@ -116,9 +111,9 @@ class ServerConnection final : public Connection {
     const Status& st = status_[stream_id];
     std::string code = std::to_string(static_cast<int>(st.code));
     std::string message = percentEncode(st.message);
-    std::vector<nghttp2_nv> nva = {header("grpc-status", code)};
+    std::vector<nghttp2_nv> nva = {headerField("grpc-status", code)};
     if (!message.empty()) {
-      nva.push_back(header("grpc-message", message));
+      nva.push_back(headerField("grpc-message", message));
     }
     nghttp2_submit_trailer(session(), stream_id, nva.data(), nva.size());
   }
@@ -217,19 +212,9 @@ class ServerConnection final : public Connection {
       return;
     }
     std::shared_ptr<ServerCall> call = it->second;
-    Status st = call->reader_.feed(data, len);
+    Status st = deliverMessages(call->reader_, data, len, call->done_, call->on_message);
     if (!st.ok()) {
       call->finish(st);  // the stream is reset once the status went out (onFrameSent)
-      return;
-    }
-    while (!call->done_) {
-      auto message = call->reader_.next();
-      if (!message) {
-        break;
-      }
-      if (call->on_message) {
-        call->on_message(std::move(*message));
-      }
     }
   }
 
