@@ -247,6 +247,7 @@ void CertificateAgent::onResponse(const common::grpc::Status& status, const std:
   (void)with_attestation;
   AgentSvid next;
   next.not_before = common::notBefore(svid.leaf.get());
+  next.received = std::time(nullptr);
   next.not_after = common::notAfter(svid.leaf.get());
   next.spiffe_id = resp.spiffe_id();
   next.svid = std::make_shared<const common::Svid>(std::move(svid));
@@ -273,10 +274,13 @@ void CertificateAgent::onResponse(const common::grpc::Status& status, const std:
 }
 
 void CertificateAgent::scheduleRenewal() {
-  std::time_t lifetime = std::max<std::time_t>(current_.not_after - current_.not_before, 1);
+  // From when the certificate arrived, not its notBefore: the CA backdates notBefore to
+  // absorb clock skew, and counting from it would renew a short-lived certificate at once.
+  std::time_t start = std::max(current_.not_before, current_.received);
+  std::time_t lifetime = std::max<std::time_t>(current_.not_after - start, 1);
   const ControlPlaneConfig& cp = *config_.control_plane;
   std::uniform_real_distribution<double> jitter(-cp.renew_jitter, cp.renew_jitter);
-  double at = static_cast<double>(current_.not_before) +
+  double at = static_cast<double>(start) +
               static_cast<double>(lifetime) * (cp.renew_fraction + jitter(rng_));
   double now = static_cast<double>(std::time(nullptr));
   auto delay =

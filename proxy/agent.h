@@ -34,7 +34,8 @@ struct AgentSvid {
   std::shared_ptr<const common::BundleSet> bundles;
   std::string bundle_version;
   std::string spiffe_id;
-  std::time_t not_before = 0;
+  std::time_t not_before = 0;  // the CA backdates it (clock skew): renewal counts from
+  std::time_t received = 0;    // when the certificate arrived
   std::time_t not_after = 0;
 };
 

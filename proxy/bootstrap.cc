@@ -102,11 +102,6 @@ class BootstrapReader : public YamlReader {
     } else {
       error(Mark{file_, 1, 1}, "identity is required (at least identity.trustBundles)");
     }
-    if (!doc["identity"]) {
-      error(Mark{file_, 1, 1},
-            "identity is required (certificateChain, privateKey, "
-            "trustBundles)");
-    }
   }
 
  private:

@@ -324,6 +324,9 @@ void Connection::onEvent(bufferevent* bev, short what, void* arg) {
     if (c->ssl_ != nullptr) {
       std::string tls;
       while (unsigned long e = bufferevent_get_openssl_error(bev)) {
+        if (ERR_GET_LIB(e) == 0) {
+          continue;  // libevent's record of SSL_ERROR_SYSCALL: the socket error says more
+        }
         char buf[256];
         ERR_error_string_n(e, buf, sizeof buf);
         tls += tls.empty() ? "" : "; ";

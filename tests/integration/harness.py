@@ -574,7 +574,10 @@ class Sidecar:
                  inbound_ports=(), outbound=(), policies=None, services=None,
                  explain_denials=False, drain_timeout=None, limits=None, concurrency=2,
                  log_level="debug", extra_args=(), start=True, transparent=False,
-                 outbound_options=None):
+                 outbound_options=None, control_plane=None):
+        """control_plane: the bootstrap's controlPlane section as a dict ({"address": ...,
+        "joinToken": ...}); then svid is None, the control plane issues the SVID, and
+        trust_bundles must name the control plane's root (see ControlPlane)."""
         self.test = test
         self.name = name
         self.svid = svid
@@ -584,9 +587,10 @@ class Sidecar:
         self.services_dir = os.path.join(self.dir, "services")
         for d in (self.certs, self.policies_dir, self.services_dir):
             os.makedirs(d, exist_ok=True)
-        for f in ("key.pem", "chain.pem", "cert.pem", "bundle.pem"):
-            shutil.copyfile(os.path.join(svid.dir, f), os.path.join(self.certs, f))
-        os.chmod(os.path.join(self.certs, "key.pem"), 0o600)
+        if svid is not None:
+            for f in ("key.pem", "chain.pem", "cert.pem", "bundle.pem"):
+                shutil.copyfile(os.path.join(svid.dir, f), os.path.join(self.certs, f))
+            os.chmod(os.path.join(self.certs, "key.pem"), 0o600)
         self.inbound_port = free_port()
         self.admin_port = free_port()
         self.readiness_port = free_port()
@@ -599,10 +603,11 @@ class Sidecar:
         for fname, text in (services or {}).items():
             write_file(os.path.join(self.services_dir, fname), text)
         bundles = trust_bundles or [("certs/bundle.pem", None)]
-        y = ["identity:",
-             "  certificateChain: certs/chain.pem",
-             "  privateKey: certs/key.pem",
-             "  trustBundles:"]
+        y = ["identity:"]
+        if control_plane is None:
+            y += ["  certificateChain: certs/chain.pem",
+                  "  privateKey: certs/key.pem"]
+        y.append("  trustBundles:")
         for path, td in bundles:
             y.append("  - file: %s" % path)
             if td:
@@ -647,6 +652,9 @@ class Sidecar:
         if limits:
             y.append("limits:")
             y += ["  %s: %s" % kv for kv in limits.items()]
+        if control_plane is not None:
+            y.append("controlPlane:")
+            y.append(yaml_block(control_plane, 2).rstrip("\n"))
         self.bootstrap = os.path.join(self.dir, "bootstrap.yaml")
         write_file(self.bootstrap, "\n".join(y) + "\n")
         self.args = [PROXY, "--bootstrap", self.bootstrap, "--concurrency", str(concurrency)]
@@ -1088,3 +1096,120 @@ class IntegrationTest(unittest.TestCase):
 
 def main():
     unittest.main(verbosity=2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Control plane (palisade-cp)
+
+CP = _binary("PALISADE_CP", "palisade-cp")
+CP_ID = "spiffe://cluster.local/ns/palisade-system/sa/palisade-cp"
+CP_TLS_NAME = "palisade-cp.palisade-system.svc"  # a DNS SAN of its serving certificate
+
+
+class ControlPlane:
+    """A palisade-cp with its data directory (join tokens; the CA it makes in DATA/ca) in the
+    test's directory, gRPC and /metrics /ready /healthz on free 127.0.0.1 ports. Started and
+    stopped by PID with the test's other processes; kill() and start() again keep the data
+    directory and the ports."""
+
+    def __init__(self, test, name="cp", extra_args=(), start=True):
+        self.test = test
+        self.name = name
+        self.data_dir = os.path.join(test.dir, name + "-data")
+        self.grpc_port = free_port()
+        self.monitoring_port = free_port()
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.pid = None
+        self.starts = 0
+        if start:
+            self.start()
+
+    root = property(lambda self: os.path.join(self.data_dir, "ca", "root.crt"))
+    address = property(lambda self: "127.0.0.1:%d" % self.grpc_port)
+
+    def args(self):
+        return [CP, "--data-dir", self.data_dir, "--grpc-addr", self.address,
+                "--monitoring-addr", "127.0.0.1:%d" % self.monitoring_port,
+                "--log-level", "debug", *self.extra_args]
+
+    def start(self, timeout=20):
+        """Starts palisade-cp and waits for 200 on /ready. The first start moves to fresh ports
+        when one was taken meanwhile; a restart keeps its ports and retries while they are
+        still taken. Logs: NAME.*, then NAME-r1.*, ..."""
+        first = self.starts == 0
+        deadline = time.monotonic() + timeout
+        for attempt in range(50):
+            name = self.name if self.starts == 0 else "%s-r%d" % (self.name, self.starts)
+            self.starts += 1
+            self.proc = self.test.start_process(name, self.args())
+            self.pid = self.proc.pid
+
+            def check():
+                if not self.proc.alive():
+                    return "exited"
+                return self.ready_status() == 200 and "ready"
+            state = wait_until(check, max(1.0, deadline - time.monotonic()))
+            if state == "ready":
+                return
+            if state is None or "Address already in use" not in self.proc.stderr() or \
+                    time.monotonic() >= deadline:
+                self.test.fail("%s did not become ready (%s)\n%s" %
+                               (name, state or "timed out", self.test.logs()))
+            if first:
+                self.test.procs.remove(self.proc)
+                self.grpc_port = free_port()
+                self.monitoring_port = free_port()
+            else:
+                time.sleep(0.2)
+        self.test.fail("%s: ports stayed taken\n%s" % (self.name, self.test.logs()))
+
+    def kill(self):
+        """SIGKILL: no goodbye to the sidecars."""
+        self.proc.signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self):
+        return self.proc.stop()
+
+    def token(self, spiffe_id, ttl="1h", uses=None):
+        """A join token bound to spiffe_id (palisadectl token create on this data directory)."""
+        args = ["token", "create", "--spiffe-id", spiffe_id, "--ttl", ttl, "--data-dir",
+                self.data_dir]
+        if uses is not None:
+            args += ["--uses", str(uses)]
+        return run_ctl(*args).strip()
+
+    def _http(self, path, timeout=5):
+        conn = http.client.HTTPConnection("127.0.0.1", self.monitoring_port, timeout=timeout)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            return resp.status, resp.read().decode("utf-8", "replace")
+        finally:
+            conn.close()
+
+    def ready_status(self):
+        try:
+            return self._http("/ready")[0]
+        except OSError:
+            return None
+
+    def metrics(self):
+        status, body = self._http("/metrics")
+        self.test.assertEqual(status, 200, body)
+        return body
+
+    def metric(self, name, **labels):
+        return metric_value(self.metrics(), name, **labels)
+
+    def sidecar(self, name, token, *, certificate_ttl=None, control_plane=None, **kwargs):
+        """A Sidecar whose SVID comes from this control plane with a join token (no
+        certificate files): trusts DATA/ca/root.crt at first contact. control_plane: more
+        fields of the controlPlane section (renewFraction, retryInitial, ...)."""
+        section = {"address": self.address, "joinToken": token}
+        if certificate_ttl:
+            section["certificateTtl"] = certificate_ttl
+        section.update(control_plane or {})
+        return Sidecar(self.test, name, None, trust_bundles=[(self.root, None)],
+                       control_plane=section, **kwargs)
