@@ -3,9 +3,8 @@
 #include <array>
 
 namespace palisade::policy {
-namespace {
 
-int hexValue(char c) {
+int hexDigitValue(char c) {
   if (c >= '0' && c <= '9') {
     return c - '0';
   }
@@ -17,6 +16,8 @@ int hexValue(char c) {
   }
   return -1;
 }
+
+namespace {
 
 // RFC 3986 2.3 unreserved characters: percent-encodings of them are decoded.
 bool unreserved(int c) {
@@ -108,8 +109,8 @@ bool normalizePath(std::string_view path, PathNormalization mode, std::string& o
   for (std::size_t i = 0; i < p.size(); ++i) {
     char c = p[i];
     if (c == '%' && i + 2 < p.size()) {
-      const int hi = hexValue(p[i + 1]);
-      const int lo = hexValue(p[i + 2]);
+      const int hi = hexDigitValue(p[i + 1]);
+      const int lo = hexDigitValue(p[i + 2]);
       if (hi >= 0 && lo >= 0) {
         const int v = hi * 16 + lo;
         if (v == 0) {

@@ -29,4 +29,8 @@ const char* pathNormalizationName(PathNormalization n);
 // start with '/' other than "*").
 bool normalizePath(std::string_view path, PathNormalization mode, std::string& out);
 
+// The value of one hexadecimal digit (either case), or -1 (percent-decoding here and in
+// gRPC's grpc-message).
+int hexDigitValue(char c);
+
 }  // namespace palisade::policy

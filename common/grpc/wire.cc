@@ -1,5 +1,7 @@
 #include "common/grpc/wire.h"
 
+#include "policy/path_normalization.h"
+
 #include <array>
 #include <cstring>
 
@@ -167,28 +169,13 @@ std::string percentEncode(std::string_view text) {
   return out;
 }
 
-namespace {
-int hexValue(char c) {
-  if (c >= '0' && c <= '9') {
-    return c - '0';
-  }
-  if (c >= 'a' && c <= 'f') {
-    return c - 'a' + 10;
-  }
-  if (c >= 'A' && c <= 'F') {
-    return c - 'A' + 10;
-  }
-  return -1;
-}
-}  // namespace
-
 std::string percentDecode(std::string_view text) {
   std::string out;
   out.reserve(text.size());
   for (std::size_t i = 0; i < text.size(); ++i) {
     if (text[i] == '%' && i + 2 < text.size()) {
-      int hi = hexValue(text[i + 1]);
-      int lo = hexValue(text[i + 2]);
+      int hi = policy::hexDigitValue(text[i + 1]);
+      int lo = policy::hexDigitValue(text[i + 2]);
       if (hi >= 0 && lo >= 0) {
         out.push_back(static_cast<char>(hi * 16 + lo));
         i += 2;
