@@ -33,22 +33,6 @@ std::string fixture(const std::string& relative) {
 
 std::string examplesDir() { return std::string(PALISADE_SOURCE_DIR) + "/deploy/examples"; }
 
-// Lines of `text`, without their '\n'; a final newline does not add an empty line.
-std::vector<std::string> lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  while (start < text.size()) {
-    std::size_t nl = text.find('\n', start);
-    if (nl == std::string::npos) {
-      out.push_back(text.substr(start));
-      break;
-    }
-    out.push_back(text.substr(start, nl - start));
-    start = nl + 1;
-  }
-  return out;
-}
-
 std::string firstLine(const std::string& text) {
   auto all = lines(text);
   return all.empty() ? std::string() : all.front();

@@ -34,6 +34,9 @@ RunResult runProgram(std::vector<std::string> argv,
 // Runs the palisadectl under test (PALISADECTL_PATH) with `args` as argv[1..].
 RunResult run(std::vector<std::string> args);
 
+// Lines of `text`, without their '\n'; a final newline does not add an empty line.
+std::vector<std::string> lines(const std::string& text);
+
 // Whether `name` is an executable file in a directory of PATH.
 bool inPath(const std::string& name);
 
